@@ -1,0 +1,1 @@
+"""ingest: kefu.inbound.v1 → kefu.messages.v1 (validate, normalise, language, PII, de-duplicate)."""

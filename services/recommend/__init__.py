@@ -1,0 +1,1 @@
+"""The recommendation stage: behaviour in, collaborative filtering, gating, evaluation."""

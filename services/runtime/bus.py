@@ -1,0 +1,238 @@
+"""The Faust app factory every stage uses: broker, security, topics, codec, health and metrics.
+
+Stages consume raw bytes (``value_serializer="raw"``) and decode with the envelope codec
+themselves: a bad message then becomes a DLQ record with a reason instead of an exception inside
+Faust's codec layer, which would stop the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types.auth import CredentialsT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kefu.v1.events_pb2 import DeadLetter, Envelope
+from services.runtime import envelope as codec
+from services.runtime import metrics
+from services.runtime.settings import TOPIC_DLQ, Settings
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+def kafka_credentials(settings: Settings) -> CredentialsT | None:
+    """aiokafka/Faust credentials for KEFU_KAFKA_SECURITY_PROTOCOL (PLAINTEXT → None)."""
+    proto = settings.kafka_security_protocol
+    ssl_context: ssl.SSLContext | None = None
+    if proto in ("SSL", "SASL_SSL"):
+        ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        if settings.kafka_ssl_certfile:
+            ssl_context.load_cert_chain(
+                settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None
+            )
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    if proto == "SSL":
+        assert ssl_context is not None
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+def aiokafka_security_kwargs(settings: Settings) -> dict[str, Any]:
+    """The same security settings for plain aiokafka clients (CLI, tap, benchmarks)."""
+    kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    proto = settings.kafka_security_protocol
+    if proto in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        if settings.kafka_ssl_certfile:
+            ctx.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+        kwargs["ssl_context"] = ctx
+    if proto.startswith("SASL"):
+        kwargs.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return kwargs
+
+
+class Health:
+    """Liveness is the process answering; readiness is every registered check passing."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.started_at = time.time()
+        self.checks: dict[str, HealthCheck] = {}
+        self.notes: dict[str, str] = {}
+
+    def add_check(self, name: str, check: HealthCheck) -> None:
+        self.checks[name] = check
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        details: dict[str, Any] = {"service": self.service, **self.notes}
+        ok = True
+        for name, check in self.checks.items():
+            try:
+                passed, why = check()
+            except Exception as exc:  # a failing check must report, not crash the endpoint
+                passed, why = False, f"check raised {type(exc).__name__}: {exc}"
+            details[name] = {"ok": passed, "detail": why}
+            ok = ok and passed
+        return ok, details
+
+
+class Stage:
+    """One service's Faust app plus what every stage needs around it."""
+
+    def __init__(self, service: str, settings: Settings, *, source: str | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.health = Health(service)
+        datadir = Path(settings.state_dir) / "faust" / service
+        self.app = faust.App(
+            f"kefu-{service}",
+            broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
+            broker_credentials=kafka_credentials(settings),
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication,
+            processing_guarantee="at_least_once",
+            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_host=settings.web_host,
+            web_port=settings.web_port_for(service),
+            web_in_thread=False,
+            datadir=str(datadir),
+            # commit often: on a crash at most this much is re-processed (and de-duplicated)
+            broker_commit_interval=0.5,
+            broker_commit_every=200,
+            producer_linger_ms=1,
+            producer_acks=-1,
+            stream_buffer_maxsize=1024,
+            table_cleanup_interval=30.0,
+        )
+        self.source = self.topic(source) if source else None
+        self.dlq_topic = self.topic(TOPIC_DLQ)
+        self.health.add_check("kafka", self._kafka_check)
+        self._install_pages()
+        self.app.timer(5.0)(self._update_lag)
+
+    def topic(self, name: str) -> faust.TopicT:
+        # topics are created by the deployment (kefu stack up / the chart), not by services
+        return self.app.topic(name, key_type=bytes, value_type=bytes, allow_empty=True)
+
+    # -- health and metrics --------------------------------------------------------------------
+    def _kafka_check(self) -> tuple[bool, str]:
+        consumer = self.app._consumer  # None until the worker has started
+        if consumer is None:
+            return False, "consumer not started"
+        if self.app.rebalancing:
+            return False, "rebalancing"
+        assigned = len(consumer.assignment())
+        return True, f"{assigned} partitions assigned"
+
+    def _install_pages(self) -> None:
+        app, health = self.app, self.health
+
+        @app.page("/metrics")
+        async def metrics_page(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"ok": True, "service": health.service})
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ok, details = health.readiness()
+            return web.json({"ok": ok, **details}, status=200 if ok else 503)
+
+    async def _update_lag(self) -> None:
+        consumer = self.app._consumer
+        if consumer is None:
+            return
+        per_topic: dict[str, int] = {}
+        try:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                committed = consumer._committed_offset.get(tp)  # faust keeps what it committed
+                if high is None:
+                    continue
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (committed or 0))
+        except Exception as exc:  # metrics must never take the stage down
+            log.debug("lag update failed: %s", exc)
+            return
+        for topic, lag in per_topic.items():
+            metrics.CONSUMER_LAG.labels(self.service, topic).set(lag)
+
+    # -- output --------------------------------------------------------------------------------
+    async def send(self, topic: faust.TopicT, key: bytes | None, message: Any) -> None:
+        """Queue a message; Faust flushes the producer before committing the source offset,
+        so a crash re-delivers rather than loses."""
+        await topic.send(key=key, value=codec.encode(message))
+
+    async def dead_letter(
+        self,
+        event: Any,
+        reason: str,
+        detail: str,
+    ) -> None:
+        """Send the original payload to the DLQ with the reason; never raises for bad input."""
+        raw = event.value if event is not None else None
+        record = DeadLetter(
+            event_id=codec.new_id(), stage=self.service, reason=reason, detail=detail[:2000]
+        )
+        if event is not None:
+            record.source_topic = event.message.topic
+            record.source_partition = event.message.partition
+            record.source_offset = event.message.offset
+            if isinstance(event.key, bytes):
+                record.key = event.key.decode("utf-8", "replace")
+        if isinstance(raw, bytes):
+            try:
+                record.payload = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                record.payload_bytes = raw
+        elif raw is not None:
+            record.payload = str(raw)
+        record.at.GetCurrentTime()
+        metrics.DLQ.labels(self.service, reason).inc()
+        metrics.MESSAGES.labels(self.service, "dlq").inc()
+        log.warning(
+            "dead-lettered", extra={"reason": reason, "detail": detail[:300], "topic": record.source_topic}
+        )
+        await self.dlq_topic.send(key=event.key if event is not None else None, value=codec.encode(record))
+
+    def decode_or_none(self, raw: bytes | None) -> tuple[Envelope | None, codec.EnvelopeError | None]:
+        try:
+            return codec.decode(raw), None
+        except codec.EnvelopeError as exc:
+            return None, exc
+
+
+def run_worker(stage: Stage) -> None:
+    """Run a stage's Faust worker in this process until SIGTERM/SIGINT."""
+    from services.runtime.logs import setup_logging
+
+    setup_logging(stage.service, stage.settings.log_level, stage.settings.log_format)
+    worker = faust.Worker(
+        stage.app,
+        loglevel=stage.settings.log_level.lower(),
+        override_logging=False,
+        quiet=True,
+    )
+    worker.execute_from_commandline()
