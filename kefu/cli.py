@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from services.runtime.settings import DEFAULT_WEB_PORTS, SettingsError, load_settings
+from services.runtime.settings import SettingsError, load_settings
 
 SERVICES = ("ingest", "nlu", "sentiment", "recommend", "reply", "orders")
 
@@ -52,6 +52,8 @@ def _register(module_name: str, names: tuple[str, ...]) -> None:
 
 _COMMANDS: dict[str, tuple[str, ...]] = {
     "tap": ("tap",),
+    "stack": ("stack", "seed"),
+    "build": ("models",),
 }
 for _module, _names in _COMMANDS.items():
     _register(_module, _names)
@@ -59,5 +61,3 @@ for _module, _names in _COMMANDS.items():
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["DEFAULT_WEB_PORTS", "main"]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from kefu.v1.events_pb2 import BehaviorEvent, ControlEvent, DeadLetter, Envelope
@@ -50,20 +50,21 @@ def message_type(topic: str) -> type[Message]:
     return MESSAGE_TYPES.get(topic, Envelope)
 
 
-def field_paths(descriptor: Descriptor, prefix: str = "") -> set[str]:
+def field_paths(descriptor: Any, prefix: str = "") -> set[str]:
     """Every dotted field path of a message type (repeated/map fields end the path)."""
     paths: set[str] = set()
     for f in descriptor.fields:
         path = prefix + f.name
         paths.add(path)
-        is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
+        sub = f.message_type
         if (
-            f.type == FieldDescriptor.TYPE_MESSAGE
+            sub is not None
+            and f.type == FieldDescriptor.TYPE_MESSAGE
             and not f.is_repeated
-            and not is_map
-            and not f.message_type.full_name.startswith("google.protobuf")
+            and not sub.GetOptions().map_entry
+            and not sub.full_name.startswith("google.protobuf")
         ):
-            paths |= field_paths(f.message_type, path + ".")
+            paths |= field_paths(sub, path + ".")
     return paths
 
 
@@ -109,7 +110,10 @@ def to_row(raw: bytes, topic: str, unmask: bool) -> dict[str, Any]:
     try:
         json_format.Parse(raw.decode("utf-8"), msg, ignore_unknown_fields=True)
     except Exception as exc:  # a bad record is shown, never fatal to the tap
-        return {"_error": f"undecodable record: {type(exc).__name__}", "_raw": mask_text(raw[:200].decode("utf-8", "replace"))}
+        return {
+            "_error": f"undecodable record: {type(exc).__name__}",
+            "_raw": mask_text(raw[:200].decode("utf-8", "replace")),
+        }
     row = json_format.MessageToDict(msg, preserving_proto_field_name=True)
     if unmask:
         return row

@@ -24,14 +24,46 @@ log = logging.getLogger("kefu.tap")
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Read the whole topic, not only new records.")
 @click.option("--since", help="Start at this time (ISO 8601, e.g. 2026-11-29T08:00:00Z).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--filter", "filters", multiple=True, help="field=value on envelope fields, e.g. nlu.intent=track_order; repeatable.")
-@click.option("--fields", help="Comma-separated fields to output (dotted paths), e.g. conversation_id,nlu.intent.")
-@click.option("--unmask", is_flag=True, help="Show customer text unmasked. Logged with your user name.")
-@click.option("--max", "max_records", type=int, default=0, help="Stop after this many output rows (0: no limit).")
-@click.option("--idle-timeout", type=float, default=0.0, help="Stop when no record arrives for this many seconds (default: with --from-beginning/--since, stop at the end of the topic; live: never).")
-def tap(topic: str, from_beginning: bool, since: str | None, fmt: str, filters: tuple[str, ...],
-        fields: str | None, unmask: bool, max_records: int, idle_timeout: float) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    help="field=value on envelope fields, e.g. nlu.intent=track_order; repeatable.",
+)
+@click.option(
+    "--fields",
+    help="Comma-separated fields to output (dotted paths), e.g. conversation_id,nlu.intent.",
+)
+@click.option(
+    "--unmask", is_flag=True, help="Show customer text unmasked. Logged with your user name."
+)
+@click.option(
+    "--max",
+    "max_records",
+    type=int,
+    default=0,
+    help="Stop after this many output rows (0: no limit).",
+)
+@click.option(
+    "--idle-timeout",
+    type=float,
+    default=0.0,
+    help="Stop when no record arrives for this many seconds (default: with --from-beginning/--since, stop at the end of the topic; live: never).",
+)
+def tap(
+    topic: str,
+    from_beginning: bool,
+    since: str | None,
+    fmt: str,
+    filters: tuple[str, ...],
+    fields: str | None,
+    unmask: bool,
+    max_records: int,
+    idle_timeout: float,
+) -> None:
     """Stream TOPIC for analysis (masked text unless --unmask)."""
     try:
         settings = load_settings()
@@ -47,7 +79,9 @@ def tap(topic: str, from_beginning: bool, since: str | None, fmt: str, filters: 
             try:
                 when = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
             except ValueError:
-                raise taplib.TapError(f"--since {since!r}: expected ISO 8601 like 2026-11-29T08:00:00Z") from None
+                raise taplib.TapError(
+                    f"--since {since!r}: expected ISO 8601 like 2026-11-29T08:00:00Z"
+                ) from None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=dt.UTC)
             since_ms = int(when.timestamp() * 1000)
@@ -59,20 +93,48 @@ def tap(topic: str, from_beginning: bool, since: str | None, fmt: str, filters: 
         entry = {"at": time.time(), "user": getpass.getuser(), "topic": topic, "action": "unmask"}
         with audit.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
-        click.echo(f"kefu tap: --unmask used by {entry['user']} on {topic}; logged to {audit}", err=True)
+        click.echo(
+            f"kefu tap: --unmask used by {entry['user']} on {topic}; logged to {audit}", err=True
+        )
     stop_at_end = idle_timeout == 0 and (from_beginning or since_ms is not None)
-    asyncio.run(_run(settings, topic, from_beginning, since_ms, fmt, parsed_filters, chosen,
-                     unmask, max_records, idle_timeout, stop_at_end))
+    asyncio.run(
+        _run(
+            settings,
+            topic,
+            from_beginning,
+            since_ms,
+            fmt,
+            parsed_filters,
+            chosen,
+            unmask,
+            max_records,
+            idle_timeout,
+            stop_at_end,
+        )
+    )
 
 
-async def _run(settings, topic, from_beginning, since_ms, fmt, filters, chosen, unmask,  # type: ignore[no-untyped-def]
-               max_records, idle_timeout, stop_at_end) -> None:
+async def _run(
+    settings,
+    topic,
+    from_beginning,
+    since_ms,
+    fmt,
+    filters,
+    chosen,
+    unmask,  # type: ignore[no-untyped-def]
+    max_records,
+    idle_timeout,
+    stop_at_end,
+) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from services.runtime.bus import aiokafka_security_kwargs
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         **aiokafka_security_kwargs(settings),
     )
@@ -87,7 +149,9 @@ async def _run(settings, topic, from_beginning, since_ms, fmt, filters, chosen, 
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise click.UsageError(f"topic {topic} does not exist on {settings.kafka_bootstrap}; run `kefu stack up` to create the topics")
+            raise click.UsageError(
+                f"topic {topic} does not exist on {settings.kafka_bootstrap}; run `kefu stack up` to create the topics"
+            )
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -127,7 +191,9 @@ async def _run(settings, topic, from_beginning, since_ms, fmt, filters, chosen, 
                         else:
                             flat = taplib.flatten(out)
                             if writer is None:
-                                writer = csv.DictWriter(sys.stdout, fieldnames=list(flat), extrasaction="ignore")
+                                writer = csv.DictWriter(
+                                    sys.stdout, fieldnames=list(flat), extrasaction="ignore"
+                                )
                                 writer.writeheader()
                             writer.writerow(flat)
                         written += 1

@@ -24,7 +24,9 @@ def parse_inbound(raw: bytes | None) -> Envelope:
     if "text" not in obj:
         raise EnvelopeError("missing_field", "required field 'text' is missing")
     if not isinstance(obj["text"], str):
-        raise EnvelopeError("invalid_field", f"'text' must be a string, got {type(obj['text']).__name__}")
+        raise EnvelopeError(
+            "invalid_field", f"'text' must be a string, got {type(obj['text']).__name__}"
+        )
     env = Envelope()
     try:
         json_format.ParseDict(obj, env, ignore_unknown_fields=True)

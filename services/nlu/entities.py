@@ -31,7 +31,10 @@ _ORDER_ID = re.compile(r"(?<![\d])(\d{10})(?![\d])")
 
 
 def find_order_ids(text: str) -> list[Entity]:
-    return [Entity("order_id", m.group(1), m.start(1), m.end(1), m.group(1)) for m in _ORDER_ID.finditer(text)]
+    return [
+        Entity("order_id", m.group(1), m.start(1), m.end(1), m.group(1))
+        for m in _ORDER_ID.finditer(text)
+    ]
 
 
 # -- money -----------------------------------------------------------------------------------
@@ -43,7 +46,9 @@ _CURRENCY_WORDS = {
 }  # fmt: skip
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
 _PREFIX = r"(¥|￥|\$|€|£|rmb|cny|usd|eur|gbp)"
-_SUFFIX = r"(块钱|人民币|美元|美金|欧元|英镑|元|块|rmb|cny|usd|eur|gbp|yuan|dollars?|bucks|euros?|pounds)"
+_SUFFIX = (
+    r"(块钱|人民币|美元|美金|欧元|英镑|元|块|rmb|cny|usd|eur|gbp|yuan|dollars?|bucks|euros?|pounds)"
+)
 _MONEY_PREFIX = re.compile(rf"{_PREFIX}\s?({_NUM})", re.IGNORECASE)
 _MONEY_SUFFIX = re.compile(rf"(?<![\d.])({_NUM})\s?{_SUFFIX}(?![A-Za-z])", re.IGNORECASE)
 
@@ -53,7 +58,14 @@ def find_money(text: str) -> list[Entity]:
     for m in _MONEY_PREFIX.finditer(text):
         amount = float(m.group(2).replace(",", ""))
         found.append(
-            Entity("money", m.group(), m.start(), m.end(), f"{amount:.2f}", _CURRENCY_WORDS[m.group(1).lower()])
+            Entity(
+                "money",
+                m.group(),
+                m.start(),
+                m.end(),
+                f"{amount:.2f}",
+                _CURRENCY_WORDS[m.group(1).lower()],
+            )
         )
     for m in _MONEY_SUFFIX.finditer(text):
         if any(e.start <= m.start() < e.end for e in found):
@@ -62,13 +74,33 @@ def find_money(text: str) -> list[Entity]:
             continue
         amount = float(m.group(1).replace(",", ""))
         found.append(
-            Entity("money", m.group(), m.start(), m.end(), f"{amount:.2f}", _CURRENCY_WORDS[m.group(2).lower()])
+            Entity(
+                "money",
+                m.group(),
+                m.start(),
+                m.end(),
+                f"{amount:.2f}",
+                _CURRENCY_WORDS[m.group(2).lower()],
+            )
         )
     return found
 
 
 # -- quantities --------------------------------------------------------------------------------
-_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+_ZH_DIGITS = {
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "俩": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+    "十": 10,
+}
 _EN_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "a pair of": 2, "a couple of": 2,
@@ -102,12 +134,33 @@ def find_quantities(text: str) -> list[Entity]:
 # -- dates -----------------------------------------------------------------------------------
 _WEEKDAYS_EN = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _WEEKDAYS_ZH = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "末": 5}
-_MONTHS_EN = {m: i + 1 for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
-_REL_EN = {"today": 0, "tonight": 0, "yesterday": -1, "tomorrow": 1, "the day before yesterday": -2,
-           "day before yesterday": -2, "the day after tomorrow": 2}
-_REL_ZH = {"今天": 0, "今日": 0, "今晚": 0, "昨天": -1, "昨日": -1, "昨晚": -1, "前天": -2,
-           "大前天": -3, "明天": 1, "后天": 2}
+_MONTHS_EN = {
+    m: i + 1
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
+}
+_REL_EN = {
+    "today": 0,
+    "tonight": 0,
+    "yesterday": -1,
+    "tomorrow": 1,
+    "the day before yesterday": -2,
+    "day before yesterday": -2,
+    "the day after tomorrow": 2,
+}
+_REL_ZH = {
+    "今天": 0,
+    "今日": 0,
+    "今晚": 0,
+    "昨天": -1,
+    "昨日": -1,
+    "昨晚": -1,
+    "前天": -2,
+    "大前天": -3,
+    "明天": 1,
+    "后天": 2,
+}
 _ISO = re.compile(r"(?<!\d)(20\d{2})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
 _ZH_MD = re.compile(r"(?:(20\d{2})年)?(\d{1,2})月(\d{1,2})[日号]")
 _EN_MD = re.compile(
@@ -115,11 +168,17 @@ _EN_MD = re.compile(
     r"|\b(\d{1,2})(?:st|nd|rd|th)?\s(?:of\s)?(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b",
     re.IGNORECASE,
 )
-_EN_WEEKDAY = re.compile(r"\b(last|this|next|on)?\s?(" + "|".join(_WEEKDAYS_EN) + r")\b", re.IGNORECASE)
+_EN_WEEKDAY = re.compile(
+    r"\b(last|this|next|on)?\s?(" + "|".join(_WEEKDAYS_EN) + r")\b", re.IGNORECASE
+)
 _ZH_WEEKDAY = re.compile(r"(上上|上|这|本|下)?(?:周|星期|礼拜)([一二三四五六日天末])")
-_EN_AGO = re.compile(r"\b(\d{1,3}|a|one|two|three|four|five|six|seven)\s(day|week)s?\sago\b", re.IGNORECASE)
+_EN_AGO = re.compile(
+    r"\b(\d{1,3}|a|one|two|three|four|five|six|seven)\s(day|week)s?\sago\b", re.IGNORECASE
+)
 _ZH_AGO = re.compile(r"(\d{1,3}|[一两二三四五六七八九十])\s?(天|周|个星期|星期)前")
-_REL_EN_RX = re.compile(r"\b(" + "|".join(sorted(_REL_EN, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_REL_EN_RX = re.compile(
+    r"\b(" + "|".join(sorted(_REL_EN, key=len, reverse=True)) + r")\b", re.IGNORECASE
+)
 _REL_ZH_RX = re.compile("|".join(sorted(_REL_ZH, key=len, reverse=True)))
 
 
@@ -218,7 +277,11 @@ class ProductMatcher:
 
     def __post_init__(self) -> None:
         for p in self.products:
-            words = [_stem(w) for w in _EN_WORD.findall(str(p.get("name_en", "")).lower()) if w not in _STOP]
+            words = [
+                _stem(w)
+                for w in _EN_WORD.findall(str(p.get("name_en", "")).lower())
+                if w not in _STOP
+            ]
             if words:
                 self._en.append((str(p["_id"]), words, words[-1]))
             name_zh = str(p.get("name_zh", ""))
@@ -238,7 +301,9 @@ class ProductMatcher:
                 continue
             share = sum(1 for w in words if w in token_set) / len(words)
             idx = lower.find(head[:4])
-            ent = Entity("product", head, max(idx, 0), max(idx, 0) + len(head), pid, score=round(share, 3))
+            ent = Entity(
+                "product", head, max(idx, 0), max(idx, 0) + len(head), pid, score=round(share, 3)
+            )
             if pid not in scored or scored[pid].score < ent.score:
                 scored[pid] = ent
         for pid, keys in self._zh:
@@ -272,7 +337,12 @@ def extract(
     def free(e: Entity) -> bool:
         return all(e.end <= s or e.start >= t for s, t in taken)
 
-    for group in (find_order_ids(text), find_money(text), find_dates(text, today), find_quantities(text)):
+    for group in (
+        find_order_ids(text),
+        find_money(text),
+        find_dates(text, today),
+        find_quantities(text),
+    ):
         for e in group:
             if free(e):
                 entities.append(e)

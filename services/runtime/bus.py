@@ -101,7 +101,8 @@ class Stage:
         self.service = service
         self.settings = settings
         self.health = Health(service)
-        datadir = Path(settings.state_dir) / "faust" / service
+        datadir = (Path(settings.state_dir) / "faust" / service).resolve()
+        datadir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             f"kefu-{service}",
             broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
@@ -169,7 +170,7 @@ class Stage:
         try:
             for tp in consumer.assignment():
                 high = consumer.highwater(tp)
-                committed = consumer._committed_offset.get(tp)  # faust keeps what it committed
+                committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # faust's own record
                 if high is None:
                     continue
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - (committed or 0))
@@ -213,11 +214,16 @@ class Stage:
         metrics.DLQ.labels(self.service, reason).inc()
         metrics.MESSAGES.labels(self.service, "dlq").inc()
         log.warning(
-            "dead-lettered", extra={"reason": reason, "detail": detail[:300], "topic": record.source_topic}
+            "dead-lettered",
+            extra={"reason": reason, "detail": detail[:300], "topic": record.source_topic},
         )
-        await self.dlq_topic.send(key=event.key if event is not None else None, value=codec.encode(record))
+        await self.dlq_topic.send(
+            key=event.key if event is not None else None, value=codec.encode(record)
+        )
 
-    def decode_or_none(self, raw: bytes | None) -> tuple[Envelope | None, codec.EnvelopeError | None]:
+    def decode_or_none(
+        self, raw: bytes | None
+    ) -> tuple[Envelope | None, codec.EnvelopeError | None]:
         try:
             return codec.decode(raw), None
         except codec.EnvelopeError as exc:

@@ -8,7 +8,22 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 # Buckets sized for a pipeline whose p99 budget is 100 ms end to end.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1,
+    2.5,
+)
 
 MESSAGES = Counter(
     "kefu_messages_total",

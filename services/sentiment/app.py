@@ -1,13 +1,118 @@
-"""The sentiment Faust agent (placeholder until the models land: forwards and says so in /readyz)."""
+"""The sentiment Faust agent: the sentiment head on nlu's embedding (one encoder pass serves both)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from services.models.encoder import Encoder
+from services.models.hotswap import ModelWatcher
+from services.models.sentiment import SentimentModel
+from services.runtime import metrics
 from services.runtime.bus import Stage
-from services.runtime.forward import build_forwarder
+from services.runtime.envelope import add_latency, encode
 from services.runtime.settings import TOPIC_NLU, TOPIC_SENTIMENT, Settings
+from services.sentiment.logic import embeddings_for, fill_sentiment
+
+SERVICE = "sentiment"
+MAX_BATCH = 32
+MAX_WAIT_S = 0.003
 
 
 def build(settings: Settings) -> Stage:
-    return build_forwarder(
-        "sentiment", settings, TOPIC_NLU, TOPIC_SENTIMENT, note="passthrough: no sentiment model wired yet"
-    )
+    stage = Stage(SERVICE, settings, source=TOPIC_NLU)
+    out = stage.topic(TOPIC_SENTIMENT)
+    root = settings.models_path
+    # The encoder is loaded lazily: only messages without a usable carried embedding need it.
+    encoders: ModelWatcher[Encoder] = ModelWatcher(root, "encoder", lambda d: Encoder.load(d))
+    heads: ModelWatcher[SentimentModel] = ModelWatcher(root, "sentiment", SentimentModel.load)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentiment-infer")
+    state = {"models": "not loaded"}
+
+    def models_ready() -> tuple[bool, str]:
+        if heads.version:
+            return (
+                True,
+                f"sentiment {heads.version}; encoder {encoders.version or 'loaded on demand'}",
+            )
+        return False, state["models"]
+
+    stage.health.add_check("models", models_ready)
+
+    @stage.app.task
+    async def load_models() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, heads.load)
+            state["models"] = "loaded"
+        except Exception as exc:
+            state["models"] = f"cannot load the sentiment model: {exc}"
+            stage.app.log.error(state["models"])
+
+    def infer(envs: list[Any]) -> tuple[list[Any], int]:
+        heads.poll()
+        from services.models import registry
+
+        encoder_version = registry.current_version(root, "encoder") or ""
+        reuse_all = all(e.nlu.encoder_version == encoder_version and e.nlu.embedding for e in envs)
+        encoder = (
+            _LazyEncoder(encoders) if not reuse_all else _DimOnly(len(envs[0].nlu.embedding) // 2)
+        )
+        embeddings, fresh = embeddings_for(envs, encoder, encoder_version)
+        return heads.current().predict(embeddings, [e.text for e in envs]), fresh
+
+    @stage.app.agent(stage.source)
+    async def score(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(MAX_BATCH, within=MAX_WAIT_S):
+            while not heads.version:
+                await asyncio.sleep(0.5)
+            started = time.perf_counter()
+            valid = []
+            for event in batch:
+                env, error = stage.decode_or_none(event.value)
+                if env is None:
+                    assert error is not None
+                    await stage.dead_letter(event, error.reason, error.detail)
+                else:
+                    valid.append((event, env))
+            if not valid:
+                continue
+            infer_started = time.perf_counter()
+            predictions, fresh = await loop.run_in_executor(executor, infer, [e for _, e in valid])
+            metrics.MODEL_INFERENCE_SECONDS.labels(SERVICE, "sentiment").observe(
+                time.perf_counter() - infer_started
+            )
+            if fresh:
+                metrics.MESSAGES.labels(SERVICE, "encoder_rerun").inc(fresh)
+            for (event, env), prediction in zip(valid, predictions, strict=True):
+                fill_sentiment(env, prediction, heads.version or "")
+                metrics.SENTIMENTS.labels(env.sentiment.label).inc()
+                metrics.STAGE_SECONDS.labels(SERVICE).observe(add_latency(env, SERVICE, started))
+                await out.send(key=event.key, value=encode(env))
+            metrics.MESSAGES.labels(SERVICE, "ok").inc(len(valid))
+
+    return stage
+
+
+class _LazyEncoder:
+    """The encoder, loaded on first use (most batches reuse nlu's embeddings)."""
+
+    def __init__(self, watcher: ModelWatcher[Encoder]) -> None:
+        self._watcher = watcher
+
+    @property
+    def dim(self) -> int:
+        return int(self._watcher.current().dim)
+
+    def embed(self, texts: list[str], prefix: str = "query: ") -> Any:
+        return self._watcher.current().embed(texts, prefix=prefix)
+
+
+class _DimOnly:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def embed(self, texts: list[str], prefix: str = "query: ") -> Any:
+        raise AssertionError("every embedding was carried; the encoder is not needed")

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from services.nlu.entities import ProductMatcher, extract, find_dates, find_money
+
+TODAY = dt.date(2026, 11, 29)  # a Sunday
+CATALOG = [
+    {"_id": "P10001", "name_en": "Silicone Phone Case", "name_zh": "硅胶手机壳"},
+    {"_id": "P10002", "name_en": "Wireless Bluetooth Earphones", "name_zh": "无线蓝牙耳机"},
+]
+
+
+def kinds(text: str) -> dict[str, str]:
+    return {e.type: e.value for e in extract(text, TODAY, ProductMatcher(CATALOG))}
+
+
+def test_order_ids_are_ten_digits_only() -> None:
+    assert kinds("order 7730192846 pls")["order_id"] == "7730192846"
+    assert "order_id" not in kinds("call 13812345678")
+    assert "order_id" not in kinds("ref 77301928461")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "unit"),
+    [("paid ¥199.5", "199.50", "CNY"), ("花了100块", "100.00", "CNY"), ("$25.99 each", "25.99", "USD"),
+     ("1,299 yuan", "1299.00", "CNY"), ("退我 50元", "50.00", "CNY"), ("20 euros", "20.00", "EUR")],
+)  # fmt: skip
+def test_money(text: str, value: str, unit: str) -> None:
+    (money,) = find_money(text)
+    assert (money.value, money.unit) == (value, unit)
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [("yesterday", "2026-11-28"), ("昨天买的", "2026-11-28"), ("前天", "2026-11-27"),
+     ("last Tuesday", "2026-11-24"), ("上周二", "2026-11-17"), ("3 days ago", "2026-11-26"),
+     ("两天前", "2026-11-27"), ("11月20号", "2026-11-20"), ("Nov 20th", "2026-11-20"),
+     ("2026-10-01", "2026-10-01"), ("12月25日前能到吗", "2026-12-25"), ("Feb 3", "2026-02-03")],
+)  # fmt: skip
+def test_dates(text: str, iso: str) -> None:
+    (date,) = find_dates(text, TODAY)
+    assert date.value == iso
+
+
+def test_quantities_and_products_in_both_languages() -> None:
+    assert kinds("I want 2 pcs of the phone case") == {"quantity": "2", "product": "P10001"}
+    assert kinds("那个耳机 买两件") == {"product": "P10002", "quantity": "2"}
+
+
+def test_pii_spans_become_entities() -> None:
+    ents = extract("call 13812345678", TODAY, pii=[("phone", 5, 16)])
+    assert [(e.type, e.value) for e in ents] == [("phone", "13812345678")]

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from kefu.v1.events_pb2 import Envelope
+from services.runtime import envelope as codec
+from services.runtime.settings import SettingsError, load_settings
+
+
+def test_envelope_roundtrip_keeps_chinese_readable() -> None:
+    env = Envelope(message_id="m1", conversation_id="c1", text="你好")
+    raw = codec.encode(env)
+    assert "你好".encode() in raw
+    assert codec.decode(raw) == env
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    assert codec.decode(b'{"messageId": "m1", "newField": 1}').message_id == "m1"
+
+
+def test_settings_defaults_and_validation() -> None:
+    s = load_settings({})
+    assert s.kafka_bootstrap == "127.0.0.1:19092" and s.max_text_chars == 4000
+    with pytest.raises(SettingsError, match="KEFU_TOPIC_PARTITIONS"):
+        load_settings({"KEFU_TOPIC_PARTITIONS": "many"})
+    with pytest.raises(SettingsError, match="KEFU_KAFKA_SASL_MECHANISM"):
+        load_settings({"KEFU_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+    with pytest.raises(SettingsError, match="KEFU_KAFKA_BOOTSTRAP"):
+        load_settings({"KEFU_KAFKA_BOOTSTRAP": "localhost"})
