@@ -50,13 +50,23 @@ def _register(module_name: str, names: tuple[str, ...]) -> None:
         main.add_command(getattr(module, name))
 
 
+def _register_recommend() -> None:
+    """`kefu train recommend` / `kefu eval recommend` join the model train/eval groups."""
+    from kefu.commands import models, recommend
+
+    models.train.add_command(recommend.train_recommend_cmd)
+    models.eval_group.add_command(recommend.eval_recommend_cmd)
+
+
 _COMMANDS: dict[str, tuple[str, ...]] = {
     "tap": ("tap",),
     "stack": ("stack", "seed"),
     "build": ("models",),
+    "models": ("train", "eval_group"),
 }
 for _module, _names in _COMMANDS.items():
     _register(_module, _names)
+_register_recommend()
 
 
 if __name__ == "__main__":

@@ -69,10 +69,9 @@ def _config(algorithm: str, half_life_days: float | None) -> Any:
 
     if algorithm == "auto":
         return None
-    config = TrainConfig(algorithm=algorithm)
-    if half_life_days is not None:
-        config = TrainConfig(algorithm=algorithm, half_life_days=half_life_days)
-    return config
+    if half_life_days is None:
+        return TrainConfig(algorithm=algorithm)
+    return TrainConfig(algorithm=algorithm, half_life_days=half_life_days)
 
 
 def _grid(half_life_days: float | None) -> Any:
@@ -83,10 +82,9 @@ def _grid(half_life_days: float | None) -> Any:
     grid = default_grid()
     if half_life_days is None:
         return grid
-    # A fixed decay: keep the other candidates, once each.
-    unique = {json.dumps(replace(c, half_life_days=half_life_days).describe(), sort_keys=True): c
-              for c in grid}
-    return [replace(c, half_life_days=half_life_days) for c in unique.values()]
+    # A fixed decay: every other candidate once (the grid repeats each one per decay).
+    fixed = [replace(c, half_life_days=half_life_days) for c in grid]
+    return list({json.dumps(c.describe(), sort_keys=True): c for c in fixed}.values())
 
 
 _algorithm_option = click.option(
@@ -112,15 +110,29 @@ _half_life_option = click.option(
     default=None,
     help="JSON lines of interactions instead of MongoDB (see `kefu eval recommend --help`).",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).",
+)
 @_algorithm_option
 @_half_life_option
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when a recommend version is already published (for setup scripts).",
+)
 @click.option("--quiet", is_flag=True, help="Only the final JSON line.")
 def train_recommend_cmd(
-    data_path: Path | None, out: Path | None, algorithm: str, half_life_days: float | None,
-    no_publish: bool, quiet: bool,
+    data_path: Path | None,
+    out: Path | None,
+    algorithm: str,
+    half_life_days: float | None,
+    no_publish: bool,
+    if_missing: bool,
+    quiet: bool,
 ) -> None:
     """Train the recommender from MongoDB (or --data) and publish a new model version."""
     from services.models import registry
@@ -128,8 +140,14 @@ def train_recommend_cmd(
     from services.recommend.store import train_and_publish
 
     settings = _settings()
-    interactions = _read_file(data_path) if data_path else _read_mongo(settings, quiet)
     models_root = out or settings.models_path
+    current = registry.current_version(models_root, "recommend")
+    if if_missing and current is not None:
+        if not quiet:
+            click.echo(f"recommend model {current} is already published: nothing to do")
+        _print_json({"kind": "recommend", "version": current, "skipped": True})
+        return
+    interactions = _read_file(data_path) if data_path else _read_mongo(settings, quiet)
     try:
         result = train_and_publish(
             interactions,
@@ -168,17 +186,30 @@ def train_recommend_cmd(
     "exports such as Amazon reviews; every row counts as a purchase) or our collection's "
     "`user_id, product_id, kind, quantity, at` (ISO 8601 or epoch).",
 )
-@click.option("--from-mongo", is_flag=True,
-              help="Evaluate on the `interactions` + `orders` collections of KEFU_MONGO_URI.")
-@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="With --from-mongo: also write what was read as JSON lines.")
+@click.option(
+    "--from-mongo",
+    is_flag=True,
+    help="Evaluate on the `interactions` + `orders` collections of KEFU_MONGO_URI.",
+)
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --from-mongo: also write what was read as JSON lines.",
+)
 @click.option("--k", type=click.IntRange(min=1, max=1000), default=10, show_default=True)
 @_algorithm_option
 @_half_life_option
 @click.option("--quiet", is_flag=True, help="Only the final JSON line.")
 def eval_recommend_cmd(
-    data_path: Path | None, from_mongo: bool, export_path: Path | None, k: int, algorithm: str,
-    half_life_days: float | None, quiet: bool,
+    data_path: Path | None,
+    from_mongo: bool,
+    export_path: Path | None,
+    k: int,
+    algorithm: str,
+    half_life_days: float | None,
+    quiet: bool,
 ) -> None:
     """Leave-last-out HR@k / NDCG@k of the recommender vs. popularity; last line JSON."""
     from services.recommend.evaluate import DataError, run_evaluation, write_jsonl
@@ -204,11 +235,16 @@ def eval_recommend_cmd(
     if not quiet:
         click.echo(
             f"{len(interactions)} interactions from {source}; "
-            + ("tuning on a validation split of the training part" if len(grid) > 1 else
-               f"algorithm {algorithm}")
+            + (
+                "tuning on a validation split of the training part"
+                if len(grid) > 1
+                else f"algorithm {algorithm}"
+            )
         )
     try:
-        result = run_evaluation(interactions, k=k, grid=grid, progress=None if quiet else click.echo)
+        result = run_evaluation(
+            interactions, k=k, grid=grid, progress=None if quiet else click.echo
+        )
     except DataError as exc:
         raise click.UsageError(str(exc)) from None
     except ModelError as exc:
@@ -228,8 +264,12 @@ def _table(result: dict[str, Any], k: int) -> str:
         for name in ("model", "popularity"):
             r = tail[name]
             rows.append(
-                (f"{name} (long tail)", f"{r[f'hr@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}",
-                 str(r["n_users"]))
+                (
+                    f"{name} (long tail)",
+                    f"{r[f'hr@{k}']:.4f}",
+                    f"{r[f'ndcg@{k}']:.4f}",
+                    str(r["n_users"]),
+                )
             )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]

@@ -1,13 +1,145 @@
-"""The recommend Faust agent (placeholder until the models land: forwards and says so in /readyz)."""
+"""The recommend Faust agents: attach recommendations where they fit; record behaviour events."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+from kefu.v1.events_pb2 import Envelope
+from services.models import registry
+from services.recommend.behavior import (
+    BehaviorError,
+    ensure_interaction_indexes_async,
+    parse_behavior,
+    save_interaction_async,
+)
+from services.recommend.gating import context_product_ids, decide, signals_from_envelope
+from services.recommend.recommender import Recommender
+from services.recommend.store import load_catalog_async, load_model, recent_history_async
+from services.runtime import metrics
 from services.runtime.bus import Stage
-from services.runtime.forward import build_forwarder
-from services.runtime.settings import TOPIC_SENTIMENT, TOPIC_ENRICHED, Settings
+from services.runtime.envelope import add_latency, encode
+from services.runtime.mongo import async_db
+from services.runtime.settings import TOPIC_BEHAVIOR, TOPIC_ENRICHED, TOPIC_SENTIMENT, Settings
+
+SERVICE = "recommend"
+TOP_K = 3
+# Stock and new products reach the recommender through the catalog; a minute is fresh enough
+# for suggestions and keeps MongoDB reads off the per-message path.
+REFRESH_S = 60.0
 
 
 def build(settings: Settings) -> Stage:
-    return build_forwarder(
-        "recommend", settings, TOPIC_SENTIMENT, TOPIC_ENRICHED, note="passthrough: no recommender wired yet"
-    )
+    stage = Stage(SERVICE, settings, source=TOPIC_SENTIMENT)
+    out = stage.topic(TOPIC_ENRICHED)
+    behavior = stage.topic(TOPIC_BEHAVIOR)
+    db = async_db(settings)
+    root = settings.models_path
+    state: dict[str, Any] = {"rec": None, "version": None, "checked": 0.0, "detail": "not loaded"}
+
+    def ready() -> tuple[bool, str]:
+        # No published model is a valid state (a new shop): turns pass through, saying why.
+        return True, str(state["detail"])
+
+    stage.health.add_check("recommender", ready)
+
+    async def refresh(force: bool = False) -> Recommender | None:
+        now = time.monotonic()
+        if not force and now - state["checked"] < REFRESH_S:
+            version = registry.current_version(root, "recommend")
+            if version == state["version"]:
+                return state["rec"]
+        state["checked"] = now
+        version = registry.current_version(root, "recommend")
+        if version is None:
+            state["detail"] = "no recommend model published yet (kefu train recommend)"
+            return None
+        try:
+            model, version = load_model(root, version)
+            catalog = await load_catalog_async(db)
+        except Exception as exc:  # keep serving with what we have
+            state["detail"] = f"cannot load recommender: {type(exc).__name__}: {exc}"
+            return state["rec"]
+        state.update(
+            rec=Recommender(model, catalog, version=version),
+            version=version,
+            detail=f"model {version}, {len(catalog)} products",
+        )
+        metrics.MODEL_VERSION.labels(SERVICE, "recommend", version).set(1)
+        return state["rec"]
+
+    @stage.app.task
+    async def start() -> None:
+        await ensure_interaction_indexes_async(db)
+        await refresh(force=True)
+
+    async def in_handoff(conversation_id: str) -> bool:
+        doc = await db["dialogue_state"].find_one({"_id": conversation_id}, {"handoff.active": 1})
+        return bool(doc and (doc.get("handoff") or {}).get("active"))
+
+    async def recommend(env: Envelope) -> None:
+        section = env.recommend
+        attach, why = decide(signals_from_envelope(env))
+        if attach and await in_handoff(env.conversation_id):
+            attach, why = False, "handoff"
+        rec = await refresh() if attach else state["rec"]
+        if attach and rec is None:
+            attach, why = False, "no_model"
+        if attach and rec is not None:
+            try:
+                history = await recent_history_async(db, env.user_id)
+            except ValueError:
+                history = []
+            items = rec.recommend(
+                history,
+                n=TOP_K,
+                language=env.language,
+                context_product_ids=context_product_ids(env),
+            )
+            for s in items:
+                section.items.add(
+                    product_id=s.product_id,
+                    name=s.name,
+                    score=s.score,
+                    reason=s.reason,
+                    reason_code=s.reason_code,
+                )
+            section.model_version = rec.version
+            if not items:
+                attach, why = False, "nothing_to_recommend"
+        section.attached = attach
+        section.skipped_reason = why
+        metrics.RECOMMENDATIONS.labels("attached" if attach else why).inc()
+
+    @stage.app.agent(stage.source)
+    async def enrich(stream: Any) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            env, error = stage.decode_or_none(event.value)
+            if env is None:
+                assert error is not None
+                await stage.dead_letter(event, error.reason, error.detail)
+                continue
+            await recommend(env)
+            metrics.STAGE_SECONDS.labels(SERVICE).observe(add_latency(env, SERVICE, started))
+            await out.send(key=event.key, value=encode(env))
+            metrics.MESSAGES.labels(SERVICE, "ok").inc()
+
+    @stage.app.agent(behavior)
+    async def record_behavior(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                doc = parse_behavior(event.value)
+            except BehaviorError as exc:
+                await stage.dead_letter(event, exc.reason, exc.detail)
+                continue
+            while True:
+                try:
+                    await save_interaction_async(db, doc)
+                    break
+                except Exception as exc:  # MongoDB away: hold the event rather than lose it
+                    stage.app.log.error("cannot store behaviour event: %s", exc)
+                    await asyncio.sleep(1.0)
+
+    return stage

@@ -1,0 +1,104 @@
+"""The product catalog as the recommender needs it: bilingual names, categories and stock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.runtime.mongo import PRODUCT_ID_RE
+
+
+class CatalogError(ValueError):
+    """A product document the recommender cannot use; the message names it and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_id: str
+    name_zh: str
+    name_en: str
+    category: str
+    category_zh: str
+    category_en: str
+    stock: int
+    price_cents: int = 0
+
+    def name(self, language: str) -> str:
+        """The name in the customer's language, falling back to the other one, then the id."""
+        first, second = (
+            (self.name_zh, self.name_en)
+            if language == "zh"
+            else (
+                self.name_en,
+                self.name_zh,
+            )
+        )
+        return first or second or self.product_id
+
+    def category_label(self, language: str) -> str:
+        first, second = (
+            (self.category_zh, self.category_en)
+            if language == "zh"
+            else (
+                self.category_en,
+                self.category_zh,
+            )
+        )
+        return first or second or self.category
+
+
+def _text(doc: Mapping[str, Any], key: str, pid: str) -> str:
+    value = doc.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CatalogError(f"product {pid}: {key} must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def product_from_document(doc: Mapping[str, Any]) -> Product:
+    """A `products` document → Product, or CatalogError saying which field is wrong."""
+    pid = doc.get("_id")
+    if not isinstance(pid, str) or not PRODUCT_ID_RE.match(pid):
+        raise CatalogError(f"product _id {pid!r} does not match {PRODUCT_ID_RE.pattern}")
+    stock = doc.get("stock")
+    # bool is an int subclass; a stock of True is a data bug, not 1 item.
+    if not isinstance(stock, int) or isinstance(stock, bool):
+        raise CatalogError(f"product {pid}: stock must be an integer, got {stock!r}")
+    price = doc.get("price_cents", 0)
+    if not isinstance(price, int) or isinstance(price, bool):
+        raise CatalogError(f"product {pid}: price_cents must be an integer, got {price!r}")
+    return Product(
+        product_id=pid,
+        name_zh=_text(doc, "name_zh", pid),
+        name_en=_text(doc, "name_en", pid),
+        category=_text(doc, "category", pid),
+        category_zh=_text(doc, "category_zh", pid),
+        category_en=_text(doc, "category_en", pid),
+        stock=stock,
+        price_cents=price,
+    )
+
+
+class Catalog:
+    """Products by id. Immutable: a refreshed catalog is a new object (swapped atomically)."""
+
+    def __init__(self, products: Iterable[Product]) -> None:
+        self._products: dict[str, Product] = {p.product_id: p for p in products}
+
+    @classmethod
+    def from_documents(cls, docs: Iterable[Mapping[str, Any]]) -> Catalog:
+        return cls(product_from_document(d) for d in docs)
+
+    def __len__(self) -> int:
+        return len(self._products)
+
+    def __contains__(self, product_id: object) -> bool:
+        return product_id in self._products
+
+    def get(self, product_id: str) -> Product | None:
+        return self._products.get(product_id)
+
+    def products(self) -> list[Product]:
+        return list(self._products.values())

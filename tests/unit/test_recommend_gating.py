@@ -1,0 +1,167 @@
+"""When recommendations are attached to a turn: exhaustive over the signals the rule reads."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kefu.v1.events_pb2 import Envelope
+from services.recommend.gating import (
+    SKIP_REASONS,
+    TurnSignals,
+    context_product_ids,
+    decide,
+    signals_from_envelope,
+)
+
+# The design's taxonomy, plus out_of_scope, the small-talk intents and "no intent".
+TAXONOMY = [
+    "cancel_order",
+    "change_order",
+    "change_shipping_address",
+    "check_cancellation_fee",
+    "check_invoice",
+    "check_payment_methods",
+    "check_refund_policy",
+    "complaint",
+    "contact_customer_service",
+    "contact_human_agent",
+    "create_account",
+    "delete_account",
+    "delivery_options",
+    "delivery_period",
+    "edit_account",
+    "get_invoice",
+    "get_refund",
+    "newsletter_subscription",
+    "payment_issue",
+    "place_order",
+    "recover_password",
+    "registration_problems",
+    "review",
+    "set_up_shipping_address",
+    "switch_account",
+    "track_order",
+    "track_refund",
+]
+ALL_INTENTS = (*TAXONOMY, "out_of_scope", "greeting", "thanks", "goodbye", "")
+SENTIMENTS = ("negative", "neutral", "positive", "")
+
+# Written out independently of the module's own sets, from the issue's wording.
+NEVER_INTENTS = {
+    "complaint",
+    "get_refund",
+    "track_refund",
+    "check_refund_policy",
+    "cancel_order",
+    "check_cancellation_fee",
+    "contact_human_agent",
+    "out_of_scope",
+}
+SHOPPING = {"place_order", "delivery_options", "check_payment_methods", "review"}
+
+
+def test_taxonomy_is_complete() -> None:
+    assert len(TAXONOMY) == 27
+
+
+def _all_signals() -> list[TurnSignals]:
+    return [
+        TurnSignals(intent, conf, oos, entity, sentiment, escalate, handoff)
+        for intent, conf, oos, entity, sentiment, escalate, handoff in itertools.product(
+            ALL_INTENTS,
+            (0.3, 0.9),
+            (False, True),
+            (False, True),
+            SENTIMENTS,
+            (False, True),
+            (False, True),
+        )
+    ]
+
+
+def _blocked(s: TurnSignals) -> bool:
+    return (
+        s.in_handoff
+        or s.escalate
+        or s.out_of_scope
+        or s.sentiment == "negative"
+        or s.intent in NEVER_INTENTS
+    )
+
+
+def test_never_during_trouble_exhaustive() -> None:
+    signals = _all_signals()
+    assert len(signals) == len(ALL_INTENTS) * 2 * 2 * 2 * 4 * 2 * 2
+    attached = 0
+    for s in signals:
+        attach, reason = decide(s)
+        if _blocked(s):
+            assert not attach, s
+            assert reason in SKIP_REASONS, (s, reason)
+        elif s.has_product_entity:
+            assert attach and reason == "", s
+        else:
+            expected = s.intent_confidence >= 0.5 and (
+                s.intent in SHOPPING or (s.intent == "thanks" and s.sentiment == "positive")
+            )
+            assert attach == expected, s
+            assert (reason == "") == attach, (s, reason)
+        attached += attach
+    # The rule is not trivially "never": plenty of shopping turns get suggestions.
+    assert 0 < attached < len(signals)
+
+
+@pytest.mark.parametrize(
+    ("signals", "expected"),
+    [
+        (TurnSignals("place_order", sentiment="neutral"), (True, "")),
+        (TurnSignals("delivery_options"), (True, "")),
+        (TurnSignals("check_payment_methods", sentiment="positive"), (True, "")),
+        (TurnSignals("review", sentiment="positive"), (True, "")),
+        (TurnSignals("thanks", sentiment="positive"), (True, "")),
+        (TurnSignals("thanks", sentiment="neutral"), (False, "not_shopping")),
+        (TurnSignals("track_order", has_product_entity=True), (True, "")),
+        (TurnSignals("track_order"), (False, "not_shopping")),
+        (TurnSignals("place_order", intent_confidence=0.2), (False, "low_confidence")),
+        (TurnSignals("", has_product_entity=False), (False, "no_intent")),
+        (TurnSignals("complaint", sentiment="negative"), (False, "complaint")),
+        (TurnSignals("get_refund", has_product_entity=True), (False, "refund")),
+        (TurnSignals("track_refund"), (False, "refund")),
+        (TurnSignals("check_refund_policy", sentiment="positive"), (False, "refund")),
+        (TurnSignals("cancel_order", has_product_entity=True), (False, "cancellation")),
+        (TurnSignals("check_cancellation_fee"), (False, "cancellation")),
+        (TurnSignals("place_order", sentiment="negative"), (False, "negative_sentiment")),
+        (TurnSignals("place_order", escalate=True), (False, "escalation")),
+        (TurnSignals("place_order", out_of_scope=True), (False, "out_of_scope")),
+        (TurnSignals("out_of_scope", has_product_entity=True), (False, "out_of_scope")),
+        (TurnSignals("contact_human_agent"), (False, "handoff")),
+        # The most serious reason is the one reported.
+        (TurnSignals("complaint", sentiment="negative", in_handoff=True), (False, "handoff")),
+        (TurnSignals("get_refund", escalate=True), (False, "escalation")),
+    ],
+)
+def test_decisions(signals: TurnSignals, expected: tuple[bool, str]) -> None:
+    assert decide(signals) == expected
+
+
+def test_signals_from_envelope() -> None:
+    env = Envelope()
+    env.nlu.intent = "place_order"
+    env.nlu.confidence = 0.8
+    product = env.nlu.entities.add()
+    product.type, product.value = "product", "P10001"
+    fuzzy = env.nlu.entities.add()
+    fuzzy.type, fuzzy.value = "product", "{'$gt': ''}"  # not an id: never used
+    env.sentiment.label = "positive"
+    s = signals_from_envelope(env)
+    assert s.intent_confidence == pytest.approx(0.8)
+    assert s == TurnSignals(
+        "place_order", s.intent_confidence, False, True, "positive", False, False
+    )
+    assert decide(s) == (True, "")
+    assert context_product_ids(env) == ["P10001"]
+    env.sentiment.escalate = True
+    assert decide(signals_from_envelope(env)) == (False, "escalation")
+    assert decide(signals_from_envelope(Envelope(), in_handoff=True)) == (False, "handoff")
