@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -53,8 +54,10 @@ def build(settings: Settings) -> Stage:
         ids = [env.message_id for _, env in valid]
 
         async def already_seen() -> set[str]:
-            docs = await seen.find({"_id": {"$in": ids}}, {"_id": 1}).to_list(None)
-            return {d["_id"] for d in docs}
+            # one lookup per id, concurrently: FerretDB only uses the _id index for an exact
+            # {_id: value} filter ($in scans the collection, which grows with every message)
+            docs = await asyncio.gather(*(seen.find_one({"_id": i}, {"_id": 1}) for i in set(ids)))
+            return {d["_id"] for d in docs if d}
 
         done = await retry_until_ok(already_seen, "dedup lookup", set_mongo)
         pending = []

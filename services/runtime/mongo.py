@@ -16,11 +16,12 @@ from services.runtime.settings import Settings
 
 # Identifiers from customers are validated against these before any query, and only ever used as
 # plain string values in a filter, never as objects (so no operator injection is possible).
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-ORDER_ID_RE = re.compile(r"^[0-9]{10}$")
-PRODUCT_ID_RE = re.compile(r"^P[0-9]{5}$")
-CONVERSATION_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
+# \Z, not $: `$` would accept a trailing newline.
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}\Z")
+ORDER_ID_RE = re.compile(r"^[0-9]{10}\Z")
+PRODUCT_ID_RE = re.compile(r"^P[0-9]{5}\Z")
+CONVERSATION_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 
 
 def sync_db(settings: Settings, timeout_ms: int = 5000) -> Database:
