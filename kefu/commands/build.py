@@ -44,10 +44,13 @@ def build(base_model: Path | None, keep_fp32: bool, force: bool, out_root: Path 
         raise click.ClickException(str(exc)) from None
     root = out_root or settings.models_path
     started = time.perf_counter()
-    click.echo(f"==> encoder → {root}/encoder", err=True)
-    build_encoder(root, base_model, keep_fp32=keep_fp32, force=force)
-    click.echo(f"==> default heads → {root}/intent, {root}/sentiment", err=True)
-    train_default_heads(root, force=force, cache_dir=Path(settings.cache_dir) / "embeddings")
+    try:
+        click.echo(f"==> encoder → {root}/encoder", err=True)
+        build_encoder(root, base_model, keep_fp32=keep_fp32, force=force)
+        click.echo(f"==> default heads → {root}/intent, {root}/sentiment", err=True)
+        train_default_heads(root, force=force, cache_dir=Path(settings.cache_dir) / "embeddings")
+    except (EncoderBuildError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(f"model build failed: {exc}") from None
     click.echo(f"models ready in {time.perf_counter() - started:.1f} s under {root}", err=True)
 
 
