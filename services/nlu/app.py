@@ -52,13 +52,17 @@ def build(settings: Settings) -> Stage:
     @stage.app.task
     async def load_models() -> None:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(executor, encoders.load)
-            await loop.run_in_executor(executor, intents.load)
-            state["models"] = "loaded"
-        except Exception as exc:  # reported by /readyz; the agent waits for the models
-            state["models"] = f"cannot load models: {exc}"
-            stage.app.log.error("cannot load models: %s", exc)
+        while True:  # until published: /readyz says why, the agent holds messages meanwhile
+            try:
+                if encoders.version is None:
+                    await loop.run_in_executor(executor, encoders.load)
+                await loop.run_in_executor(executor, intents.load)
+                state["models"] = "loaded"
+                return
+            except Exception as exc:
+                state["models"] = f"cannot load models (retrying every 5 s): {exc}"
+                stage.app.log.error(state["models"])
+                await asyncio.sleep(5.0)
 
     async def matcher() -> ProductMatcher | None:
         now = time.monotonic()

@@ -43,12 +43,15 @@ def build(settings: Settings) -> Stage:
 
     @stage.app.task
     async def load_models() -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, heads.load)
-            state["models"] = "loaded"
-        except Exception as exc:
-            state["models"] = f"cannot load the sentiment model: {exc}"
-            stage.app.log.error(state["models"])
+        while True:  # until published: /readyz says why, the agent holds messages meanwhile
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, heads.load)
+                state["models"] = "loaded"
+                return
+            except Exception as exc:
+                state["models"] = f"cannot load the sentiment model (retrying every 5 s): {exc}"
+                stage.app.log.error(state["models"])
+                await asyncio.sleep(5.0)
 
     def infer(envs: list[Any]) -> tuple[list[Any], int]:
         heads.poll()
