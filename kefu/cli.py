@@ -63,6 +63,8 @@ _COMMANDS: dict[str, tuple[str, ...]] = {
     "stack": ("stack", "seed"),
     "build": ("models",),
     "models": ("train", "eval_group"),
+    "bench": ("bench",),
+    "conversation": ("demo", "chat"),
 }
 for _module, _names in _COMMANDS.items():
     _register(_module, _names)

@@ -1,0 +1,1137 @@
+"""One action per customer turn, with the reason: the reply stage's dialogue policy.
+
+The rules, checked in this order (conversation scripts in tests/conversations rely on them):
+
+1. Handoff active (a person has the conversation) → ``forward``: the message goes to
+   kefu.handoff.v1 and the bot says nothing, until the agent desk sends ``release``.
+2. Handoff triggers → ``handoff`` (reason):
+   - intent contact_human_agent (confident) or an explicit "转人工" / "talk to a person" →
+     customer_request;
+   - dispute words (charged twice, chargeback, lawyer, 重复扣款, 投诉到消协 ...) → dispute, after
+     an apology; so does intent complaint (confident) unless the bot just asked a question (a
+     return reason such as "it arrived broken" reads like a complaint but answers the question);
+   - sentiment ``escalate``, or negative NEGATIVE_TURNS_FOR_HANDOFF turns running →
+     negative_sentiment.
+3. A question of the bot is pending (which order, yes/no, new address, which items, reason, retry):
+   the message is read as its answer (``followups``) and the request continues. When it is no
+   answer but a confident other intent (small talk included: "thanks" ends the request), the
+   pending one is dropped and rule 4 on applies; when it is neither, the bot asks again
+   (``ask``), which counts as a low-confidence turn. A return reason is taken as given unless
+   it is a question about something else.
+4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): the 2nd in a row →
+   ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
+   a message with an order id whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE
+   goes on as that intent (the id says the message is about that order).
+5. out_of_scope → ``faq`` when an FAQ entry matches above its threshold, else ``clarify`` saying
+   what the bot can help with.
+6. greeting / thanks / goodbye → ``answer``.
+7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
+   track_refund, check_invoice, get_invoice): the order id comes from the message's entities or
+   the pending slot; without one → ``ask`` listing the customer's recent orders (ListOrders),
+   unless the message names a product that picks exactly one of them, or is a general question
+   (no "我" / "my" / "I") that the FAQ answers above threshold → ``faq``. With one → OrderService:
+   track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
+   ``order``; cancel → GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
+   CancelOrder (``order``), no → ``answer``; change address → ``ask`` the new address, ``ask``
+   to confirm it, then ChangeShippingAddress (``order``); get_refund → delivered and inside the
+   window: ``ask`` which items (several lines), ``ask`` why, then CreateReturn (``order``).
+   NOT_FOUND → ``order`` saying it is not one of their orders (same words whether the order
+   exists for someone else or not). The user_id is always the conversation's.
+   The order system failing (UNAVAILABLE, DEADLINE_EXCEEDED, breaker open) → ``order`` "system
+   busy, try again in a minute" keeping the request pending; the 2nd turn in a row →
+   ``handoff`` (order_service_down).
+8. Informational intents → ``faq`` when an FAQ entry matches above threshold, else ``answer``
+   from the intent's template.
+
+Every reply is in the customer's language (envelope language zh → zh, anything else → en),
+starts with an apology when the sentiment is negative, never repeats the previous reply word for
+word (template variants rotate), and ends with the recommendations when recommend attached some.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kefu.v1 import orders_pb2
+from kefu.v1.events_pb2 import Envelope, OrderCall, ReplySection
+from services.reply import followups
+from services.reply import handoff as handoffs
+from services.reply import templates as tpl
+from services.reply.faq import FaqHit
+from services.reply.orders_client import OrderCallResult, OrderGateway
+from services.reply.state import DialogueState, Handoff, OrderChoice, PastTurn, Pending
+
+LOW_CONFIDENCE = 0.5
+# An order id in the message is strong evidence: an order intent this sure is acted on.
+ORDER_HINT_CONFIDENCE = 0.3
+LOW_CONFIDENCE_TURNS_FOR_HANDOFF = 2
+ORDER_FAILURE_TURNS_FOR_HANDOFF = 2
+MAX_LISTED_ORDERS = 5
+MAX_RECOMMENDATIONS = 3
+
+SMALL_TALK = frozenset({"greeting", "thanks", "goodbye"})
+ORDER_INTENTS = frozenset(
+    {
+        "track_order",
+        "cancel_order",
+        "change_shipping_address",
+        "change_order",
+        "get_refund",
+        "track_refund",
+        "check_invoice",
+        "get_invoice",
+    }
+)
+INFO_INTENTS = frozenset(
+    {
+        "check_payment_methods",
+        "delivery_options",
+        "delivery_period",
+        "check_refund_policy",
+        "check_cancellation_fee",
+        "create_account",
+        "delete_account",
+        "edit_account",
+        "recover_password",
+        "registration_problems",
+        "switch_account",
+        "newsletter_subscription",
+        "contact_customer_service",
+        "place_order",
+        "review",
+        "payment_issue",
+        "set_up_shipping_address",
+    }
+)
+OPEN_STATUSES = ("pending", "paid")  # before shipment: cancel and address changes allowed
+# The cancellation fee rule of OrderService (services/orders/rules.py; a unit test keeps the two
+# equal), stated to the customer before they confirm. The fee actually charged is what
+# CancelOrder returns, and that is what the confirmation reports.
+FREE_CANCELLATION_HOURS = 24
+CANCELLATION_FEE_PERCENT = 5
+CANCELLATION_FEE_CAP_CENTS = 2000
+
+# Orders offered when the customer has to pick one, per intent.
+ELIGIBLE: dict[str, Callable[[orders_pb2.Order, dt.datetime], bool]] = {
+    "cancel_order": lambda o, now: o.status in OPEN_STATUSES,
+    "change_shipping_address": lambda o, now: o.status in OPEN_STATUSES,
+    "change_order": lambda o, now: o.status in OPEN_STATUSES,
+    "get_refund": lambda o, now: o.status == "delivered" and _within_window(o, now),
+    "track_refund": lambda o, now: o.refund_status in ("pending", "done"),
+    "track_order": lambda o, now: o.status != "cancelled",
+    "check_invoice": lambda o, now: o.status != "cancelled",
+    "get_invoice": lambda o, now: o.status != "cancelled",
+}
+# OrderService's refusal reasons (kefu-reason) → what the customer is told.
+RETURN_REFUSALS = {
+    "not_shipped": "not_delivered_open",
+    "not_delivered": "not_delivered",
+    "already_returned": "already_returned",
+    "return_open": "already_returned",
+    "order_cancelled": "already_returned",
+    "return_window_closed": "window_passed",
+}
+_WHAT = {
+    "cancel_order": "cancel",
+    "change_shipping_address": "address",
+    "change_order": "address",
+    "get_refund": "return",
+}
+_HUMAN_REQUEST = re.compile(
+    r"转人工|人工客服|真人|找人工|human agent|real person|talk to (a|an) (human|person|agent)|"
+    r"speak to (a|an|someone|somebody)|live agent|customer service rep",
+    re.IGNORECASE,
+)
+_QUESTION = re.compile(
+    r"[?？]|吗|呢|怎么|如何|什么|多少|哪|能不能|可不可以|是否|"
+    r"\b(how|what|when|where|which|why|can i|could i|do you|is there|are there)\b",
+    re.IGNORECASE,
+)
+_ABANDON = re.compile(
+    r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
+)
+
+
+# -- the turn as the policy sees it ---------------------------------------------------------------
+@dataclass(frozen=True)
+class EntityRef:
+    type: str
+    text: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Recommended:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    message_id: str
+    conversation_id: str
+    user_id: str
+    text: str
+    masked_text: str
+    language: str  # zh | en (the reply language)
+    intent: str = ""
+    confidence: float = 0.0
+    ranking: tuple[tuple[str, float], ...] = ()
+    out_of_scope: bool = False
+    entities: tuple[EntityRef, ...] = ()
+    sentiment: str = "neutral"
+    negative_score: float = 0.0
+    escalate: bool = False
+    recommendations: tuple[Recommended, ...] = ()
+    embedding: bytes = b""
+    encoder_version: str = ""
+
+    def values(self, kind: str) -> list[str]:
+        return [e.value for e in self.entities if e.type == kind]
+
+    @property
+    def confident(self) -> bool:
+        return bool(self.intent) and self.confidence >= LOW_CONFIDENCE
+
+
+def reply_language(language: str) -> str:
+    return "zh" if language == "zh" else "en"
+
+
+def turn_from_envelope(env: Envelope) -> Turn:
+    nlu, senti, rec = env.nlu, env.sentiment, env.recommend
+    negative = next((s.score for s in senti.scores if s.label == "negative"), 0.0)
+    if not senti.scores and senti.label == "negative":
+        negative = 1.0
+    return Turn(
+        message_id=env.message_id,
+        conversation_id=env.conversation_id,
+        user_id=env.user_id,
+        text=env.text,
+        masked_text=env.masked_text or env.text,
+        language=reply_language(env.language),
+        intent=nlu.intent,
+        confidence=float(nlu.confidence),
+        ranking=tuple((r.intent, float(r.score)) for r in nlu.ranking),
+        out_of_scope=nlu.out_of_scope or nlu.intent == "out_of_scope",
+        entities=tuple(EntityRef(e.type, e.text, e.value) for e in nlu.entities),
+        sentiment=senti.label or "neutral",
+        negative_score=float(negative),
+        escalate=senti.escalate,
+        recommendations=tuple(Recommended(i.name, i.reason) for i in rec.items if i.name)
+        if rec.attached
+        else (),
+        embedding=nlu.embedding,
+        encoder_version=nlu.encoder_version,
+    )
+
+
+# -- the decision -------------------------------------------------------------------------------
+@dataclass
+class Decision:
+    action: str
+    reason: str
+    language: str
+    text: str = ""
+    template_id: str = ""
+    faq_id: str = ""
+    faq_score: float = 0.0
+    order_call: OrderCallResult | None = None
+    choices: list[str] = field(default_factory=list)
+    handoff_reason: str = ""
+    handoff_priority: str = ""
+    handoff_summary: str = ""
+
+    def to_section(self, state: DialogueState) -> ReplySection:
+        section = ReplySection(
+            action=self.action,
+            text=self.text,
+            language=self.language,
+            reason=self.reason,
+            template_id=self.template_id,
+            faq_id=self.faq_id,
+            faq_score=self.faq_score,
+            choices=self.choices,
+            handoff_reason=self.handoff_reason,
+            handoff_priority=self.handoff_priority,
+            handoff_summary=self.handoff_summary,
+            turn=state.turn,
+        )
+        section.slots.update(state.slots())
+        if self.order_call is not None:
+            c = self.order_call
+            section.order_call.CopyFrom(
+                OrderCall(rpc=c.rpc, code=c.code, order_id=c.order_id, ms=c.ms)
+            )
+        return section
+
+
+class FaqLookup(Protocol):
+    async def lookup(self, turn: Turn) -> FaqHit | None: ...
+
+
+@dataclass
+class Deps:
+    orders: OrderGateway
+    faq: FaqLookup | None = None
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+
+async def decide(turn: Turn, state: DialogueState, deps: Deps) -> Decision:
+    """Choose this turn's action; ``state`` is updated in place for the next turn."""
+    policy = _Policy(turn, state, deps)
+    decision = await policy.run()
+    policy.finish(decision)
+    return decision
+
+
+# -- helpers on orders ----------------------------------------------------------------------------
+def _ts(ts: Timestamp) -> dt.datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+def _within_window(order: orders_pb2.Order, now: dt.datetime) -> bool:
+    deadline = _ts(order.return_deadline)
+    return deadline is None or now <= deadline
+
+
+def line_name(item: orders_pb2.OrderItem, language: str) -> str:
+    return (item.name_zh if language == "zh" else item.name_en) or item.name_en or item.product_id
+
+
+def item_names(order: orders_pb2.Order, language: str, limit: int = 2) -> str:
+    names = [f"{line_name(i, language)} ×{i.quantity}" for i in order.items]
+    shown = tpl.join_list(names[:limit], language)
+    extra = len(names) - limit
+    if extra > 0:
+        shown += f" 等{len(names)}件" if language == "zh" else f" +{extra} more"
+    return shown
+
+
+def total_text(order: orders_pb2.Order) -> str:
+    return tpl.money(order.total.currency, order.total.cents)
+
+
+def expected_cancellation_fee(order: orders_pb2.Order, now: dt.datetime) -> int:
+    """The fee in cents OrderService will charge for cancelling this open order now."""
+    paid_at = _ts(order.paid_at)
+    if order.status == "pending" or paid_at is None:
+        return 0
+    if now - paid_at <= dt.timedelta(hours=FREE_CANCELLATION_HOURS):
+        return 0
+    return min(CANCELLATION_FEE_CAP_CENTS, order.total.cents * CANCELLATION_FEE_PERCENT // 100)
+
+
+def fee_rule(order: orders_pb2.Order, now: dt.datetime, language: str) -> str:
+    total = order.total
+    if order.status == "pending" or _ts(order.paid_at) is None:
+        return tpl.advice("fee_rule_unpaid", language)
+    fee = expected_cancellation_fee(order, now)
+    if fee == 0:
+        return tpl.advice("fee_rule_free", language, total=tpl.money(total.currency, total.cents))
+    return tpl.advice(
+        "fee_rule_fee",
+        language,
+        fee=tpl.money(total.currency, fee),
+        refund=tpl.money(total.currency, total.cents - fee),
+    )
+
+
+def order_label(order: orders_pb2.Order, language: str) -> str:
+    status = tpl.status_name(order.status, language)
+    return f"{order.order_id} · {item_names(order, language)} · {status} · {total_text(order)}"
+
+
+def choice_of(order: orders_pb2.Order, language: str) -> OrderChoice:
+    return OrderChoice(
+        order_id=order.order_id,
+        status=order.status,
+        names_en=[i.name_en for i in order.items],
+        names_zh=[i.name_zh for i in order.items],
+        product_ids=[i.product_id for i in order.items],
+        label=order_label(order, language),
+    )
+
+
+def item_choices(order: orders_pb2.Order, language: str) -> list[OrderChoice]:
+    """Order lines as choices for a return (order_id holds the product id)."""
+    return [
+        OrderChoice(
+            order_id=i.product_id,
+            names_en=[i.name_en],
+            names_zh=[i.name_zh],
+            product_ids=[i.product_id],
+            label=f"{line_name(i, language)} ×{i.quantity}",
+        )
+        for i in order.items
+    ]
+
+
+_OWN = re.compile(r"我|\b(my|mine|me|i|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
+
+
+def refers_to_own(text: str) -> bool:
+    """ "我的退款" / "my order" is about the customer's own order; "退款多久到账" is general."""
+    return bool(_OWN.search(text))
+
+
+def looks_like_question(text: str) -> bool:
+    return bool(_QUESTION.search(text))
+
+
+def recommendation_text(r: Recommended, language: str) -> str:
+    if not r.reason:
+        return r.name
+    return f"{r.name}（{r.reason}）" if language == "zh" else f"{r.name} ({r.reason})"
+
+
+def numbered(labels: Sequence[str]) -> str:
+    return "".join(f"\n{n}. {label}" for n, label in enumerate(labels, 1))
+
+
+# -- the policy -----------------------------------------------------------------------------------
+class _Policy:
+    def __init__(self, turn: Turn, state: DialogueState, deps: Deps) -> None:
+        self.turn = turn
+        self.state = state
+        self.deps = deps
+        self.lang = turn.language
+        self.understood = True  # False when this turn counts as a low-confidence one
+
+    # building replies
+    def say(self, action: str, reason: str, template_id: str, **slots: Any) -> Decision:
+        text = tpl.render(
+            template_id, self.lang, {k: str(v) for k, v in slots.items()}, self.state.rotation
+        )
+        return Decision(action, reason, self.lang, text=text, template_id=template_id)
+
+    def finish(self, d: Decision) -> None:
+        """Apology, recommendations, no-repeat; then remember the turn."""
+        s, turn = self.state, self.turn
+        if d.action != "forward":
+            # those two handoff templates apologise already
+            apologetic = d.handoff_reason in ("dispute", "negative_sentiment")
+            if turn.sentiment == "negative" and not apologetic:
+                d.text = (
+                    tpl.render("apology", self.lang, {}, s.rotation) + _space(self.lang) + d.text
+                )
+            if d.action in ("answer", "faq", "order") and turn.recommendations:
+                items = [
+                    recommendation_text(r, self.lang)
+                    for r in turn.recommendations[:MAX_RECOMMENDATIONS]
+                ]
+                d.text += "\n" + tpl.render(
+                    "recommend", self.lang, {"items": tpl.join_list(items, self.lang)}, s.rotation
+                )
+            if d.text == s.last_reply_text:
+                d.text = tpl.render("repeat_lead", self.lang, {}, s.rotation) + d.text
+            s.last_reply_text = d.text
+            s.last_template_id = d.template_id or d.faq_id
+        if self.understood:
+            s.low_confidence_streak = 0
+        if turn.confident and not turn.out_of_scope:
+            s.last_intent = turn.intent
+        s.remember(PastTurn(s.turn, turn.masked_text[:200], turn.intent, d.action, turn.sentiment))
+
+    def handoff(self, reason: str, why: str) -> Decision:
+        s = self.state
+        d = self.say("handoff", why, f"handoff_{reason}")
+        d.handoff_reason = reason
+        d.handoff_priority = handoffs.priority(reason, self.turn.escalate)
+        # summarise before the pending request is dropped: the agent needs its order id
+        d.handoff_summary = handoffs.summary(s, reason, self.turn.masked_text, self.lang)
+        s.pending = None
+        s.handoff = Handoff(
+            active=True,
+            reason=reason,
+            priority=d.handoff_priority,
+            since_turn=s.turn,
+            at=self.deps.now().isoformat(),
+        )
+        return d
+
+    def low_confidence(self, reask: Callable[[], Decision]) -> Decision:
+        """A turn the bot did not understand: ask again, or hand off on the second in a row."""
+        self.understood = False
+        self.state.low_confidence_streak += 1
+        if self.state.low_confidence_streak >= LOW_CONFIDENCE_TURNS_FOR_HANDOFF:
+            self.state.low_confidence_streak = 0
+            return self.handoff(
+                "low_confidence",
+                f"{LOW_CONFIDENCE_TURNS_FOR_HANDOFF} turns in a row not understood",
+            )
+        return reask()
+
+    # the rules, in order
+    async def run(self) -> Decision:
+        s, turn = self.state, self.turn
+        s.turn += 1
+        s.user_id = turn.user_id
+        s.language = self.lang
+        handoffs.update_sentiment(s, turn.sentiment, turn.negative_score)
+        if s.handoff.active:
+            return Decision(
+                "forward", f"conversation is with a person ({s.handoff.reason})", self.lang
+            )
+        trigger = self.handoff_trigger()
+        if trigger is not None:
+            return trigger
+        if s.pending is not None:
+            decision = await self.continue_pending(s.pending)
+            if decision is not None:
+                return decision
+            s.pending = None  # the customer moved on to something else
+        if turn.out_of_scope:
+            return await self.out_of_scope()
+        order_ids = turn.values("order_id")
+        if not turn.confident and not (
+            order_ids and turn.intent in ORDER_INTENTS and turn.confidence >= ORDER_HINT_CONFIDENCE
+        ):
+            return self.low_confidence(self.clarify)
+        if turn.intent in SMALL_TALK:
+            return self.say("answer", f"small talk: {turn.intent}", turn.intent)
+        if turn.intent in ORDER_INTENTS:
+            if order_ids:
+                return await self.serve(turn.intent, order_ids[0])
+            if not refers_to_own(turn.text):
+                hit = await self.faq_hit()
+                if hit is not None:  # "how long does a refund take?" is not about one order
+                    return self.faq_answer(hit, f"{turn.intent} asked in general")
+            return await self.ask_which_order(turn.intent)
+        if turn.intent in INFO_INTENTS:
+            return await self.inform(turn.intent)
+        return self.low_confidence(self.clarify)  # an intent this policy does not know
+
+    def handoff_trigger(self) -> Decision | None:
+        s, turn = self.state, self.turn
+        if (turn.intent == "contact_human_agent" and turn.confident) or _HUMAN_REQUEST.search(
+            turn.text
+        ):
+            return self.handoff("customer_request", "the customer asked for a person")
+        signal = handoffs.dispute_signal(turn.text)
+        complaint = turn.intent == "complaint" and turn.confident and s.pending is None
+        if signal or complaint:
+            why = f"dispute words: {signal!r}" if signal else "complaint"
+            return self.handoff("dispute", why)
+        if turn.escalate:
+            return self.handoff("negative_sentiment", "sentiment flagged escalation")
+        if handoffs.getting_worse(s):
+            return self.handoff(
+                "negative_sentiment", f"negative {s.negative_streak} turns in a row"
+            )
+        return None
+
+    def clarify(self) -> Decision:
+        options = [
+            tpl.intent_name(intent, self.lang)
+            for intent, _ in self.turn.ranking
+            if intent not in ("out_of_scope", "") and intent in tpl.INTENT_NAMES
+        ][:3]
+        if len(options) >= 2:
+            d = self.say(
+                "clarify",
+                "low confidence: offering the top intents",
+                "clarify_choices",
+                choices=tpl.join_choices(options, self.lang),
+            )
+            d.choices = options
+            return d
+        return self.say("clarify", "low confidence: asking to rephrase", "clarify_rephrase")
+
+    async def faq_hit(self) -> FaqHit | None:
+        return await self.deps.faq.lookup(self.turn) if self.deps.faq is not None else None
+
+    async def out_of_scope(self) -> Decision:
+        hit = await self.faq_hit()
+        if hit is not None:
+            return self.faq_answer(hit, "out of scope for the intents, but the FAQ answers it")
+        return self.say("clarify", "out of scope: saying what the bot can do", "out_of_scope")
+
+    async def inform(self, intent: str) -> Decision:
+        hit = await self.faq_hit()
+        if hit is not None:
+            return self.faq_answer(hit, f"{intent}: FAQ match")
+        why = "no FAQ entry above threshold" if self.deps.faq else "FAQ search unavailable"
+        return self.say("answer", f"{intent}: template ({why})", f"intent:{intent}")
+
+    def faq_answer(self, hit: FaqHit, reason: str) -> Decision:
+        return Decision(
+            "faq",
+            f"{reason} ({hit.faq_id} {hit.score:.3f})",
+            self.lang,
+            text=hit.answer,
+            faq_id=hit.faq_id,
+            faq_score=hit.score,
+        )
+
+    # -- order flows --------------------------------------------------------------------------
+    def switching(self, pending: Pending) -> bool:
+        """A confident new request, not an answer to the pending question."""
+        t = self.turn
+        return (
+            t.confident
+            and not t.out_of_scope
+            and t.intent != pending.intent
+            and t.intent != "out_of_scope"
+        )
+
+    def kept(self, pending: Pending) -> Decision:
+        self.state.pending = None
+        if not pending.order_id:
+            return self.say("answer", f"customer dropped {pending.intent}", "dropped")
+        return self.say(
+            "answer", f"customer declined ({pending.intent})", "kept", order_id=pending.order_id
+        )
+
+    async def continue_pending(self, p: Pending) -> Decision | None:
+        turn = self.turn
+        if p.awaiting == "order_choice":
+            if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
+                return self.kept(p)
+            pick = followups.pick_choice(
+                turn.text, p.choices, turn.values("order_id"), turn.values("product")
+            )
+            if pick is not None:
+                order_id = pick if isinstance(pick, str) else pick.order_id
+                return await self.serve(p.intent, order_id)
+            if self.switching(p):
+                return None
+            labels = [c.label for c in p.choices]
+            return self.low_confidence(
+                lambda: self.with_choices(
+                    self.say(
+                        "ask",
+                        "could not tell which order",
+                        "ask_order_choice_again",
+                        orders=numbered(labels),
+                    ),
+                    labels,
+                )
+            )
+        if p.awaiting == "confirm":
+            answer = followups.yes_or_no(turn.text)
+            if answer is True:
+                return await self.execute_confirmed(p)
+            if answer is False:
+                return self.kept(p)
+            if self.switching(p):
+                return None
+            return self.low_confidence(
+                lambda: self.say("ask", "waiting for yes or no", "ask_confirm_again")
+            )
+        if p.awaiting == "address":
+            if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
+                return self.kept(p)
+            address = followups.parse_address(turn.text, self.lang)
+            if address is not None:
+                p.address.update(address)
+                p.awaiting = "confirm"
+                return self.say(
+                    "ask",
+                    "new address read: confirming",
+                    "ask_address_confirm",
+                    order_id=p.order_id,
+                    address=followups.address_text(address),
+                )
+            if self.switching(p):
+                return None
+            return self.low_confidence(
+                lambda: self.say("ask", "no address in the message", "ask_address_again")
+            )
+        if p.awaiting == "return_items":
+            if _ABANDON.search(turn.text):
+                return self.kept(p)
+            chosen = followups.pick_items(turn.text, p.items, turn.values("product"))
+            if chosen:
+                p.product_ids = [] if len(chosen) == len(p.items) else [c.order_id for c in chosen]
+                p.awaiting = "return_reason"
+                return self.say("ask", "items chosen: asking the reason", "ask_return_reason")
+            if self.switching(p):
+                return None
+            labels = [c.label for c in p.items]
+            return self.low_confidence(
+                lambda: self.with_choices(
+                    self.say(
+                        "ask",
+                        "could not tell which items",
+                        "ask_return_items",
+                        order_id=p.order_id,
+                        items=numbered(labels),
+                    ),
+                    labels,
+                )
+            )
+        if p.awaiting == "return_reason":
+            if _ABANDON.search(turn.text):
+                return self.kept(p)
+            # a reason reads like a request ("尺码不合适" → change_order, "it's broken" →
+            # complaint): only a confident question about something else moves on
+            if self.switching(p) and looks_like_question(turn.text):
+                return None
+            p.reason = turn.masked_text[:200]  # "it arrived broken" (complaint-like) is a reason
+            return await self.create_return(p)
+        if p.awaiting == "retry":
+            if self.switching(p):
+                return None
+            if p.order_id:
+                return await self.serve(p.intent, p.order_id)
+            return await self.ask_which_order(p.intent)
+        return None  # an unknown awaiting value (older state): start afresh
+
+    def with_choices(self, d: Decision, labels: list[str]) -> Decision:
+        d.choices = labels
+        return d
+
+    def busy(self, call: OrderCallResult, keep: Pending) -> Decision:
+        """The order system did not answer: a graceful reply, then a person on the 2nd turn."""
+        s = self.state
+        s.order_failures += 1
+        if s.order_failures >= ORDER_FAILURE_TURNS_FOR_HANDOFF:
+            s.order_failures = 0
+            d = self.handoff(
+                "order_service_down",
+                f"{call.rpc} failed {ORDER_FAILURE_TURNS_FOR_HANDOFF} turns in a row ({call.code})",
+            )
+        else:
+            s.pending = keep
+            d = self.say(
+                "order", f"{call.rpc} failed: {call.code} {call.detail}".strip(), "order_busy"
+            )
+        d.order_call = call
+        return d
+
+    def succeeded(self) -> None:
+        self.state.order_failures = 0
+
+    async def ask_which_order(self, intent: str) -> Decision:
+        s, turn = self.state, self.turn
+        call = await self.deps.orders.list_orders(turn.user_id, limit=10)
+        if call.failed:
+            return self.busy(call, Pending(intent, "retry"))
+        if not call.ok:
+            return self.order_error(call, intent)
+        self.succeeded()
+        now = self.deps.now()
+        orders = list(call.response.orders)
+        eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
+        s.pending = None
+        if not orders:
+            d = self.say("order", "the customer has no orders", "no_orders")
+        elif not eligible:
+            d = self.no_eligible(intent)
+        else:
+            choices = [choice_of(o, self.lang) for o in eligible[:MAX_LISTED_ORDERS]]
+            named = followups.best_mention(turn.text, choices, turn.values("product"))
+            if named is not None:
+                served = await self.serve(intent, named.order_id)
+                return served
+            s.pending = Pending(intent, "order_choice", choices=choices)
+            labels = [c.label for c in choices]
+            d = self.with_choices(
+                self.say(
+                    "ask",
+                    f"{intent}: no order id; listing recent orders",
+                    "ask_order_choice",
+                    orders=numbered(labels),
+                ),
+                labels,
+            )
+        d.order_call = call
+        return d
+
+    def no_eligible(self, intent: str) -> Decision:
+        if intent == "track_refund":
+            return self.say("order", "no order has a refund", "no_refunds")
+        if intent in ("track_order", "check_invoice", "get_invoice"):
+            return self.say("order", "no orders to show", "no_orders")
+        key = _WHAT[intent]
+        return self.say(
+            "order",
+            f"{intent}: no eligible order",
+            "no_eligible_orders",
+            what=tpl.advice(f"{key}_what", self.lang),
+            why=tpl.advice(f"{key}_why", self.lang),
+        )
+
+    def order_error(self, call: OrderCallResult, intent: str) -> Decision:
+        self.state.pending = None
+        if call.code == "NOT_FOUND":
+            # identical words for "not yours" and "does not exist": ids cannot be probed
+            d = self.say(
+                "order",
+                f"{call.rpc}: NOT_FOUND for this user",
+                "order_not_found",
+                order_id=call.order_id,
+            )
+        else:
+            detail = "暂时无法完成该操作。" if self.lang == "zh" else "it can't be done right now."
+            d = self.say(
+                "order",
+                f"{call.rpc}: {call.code} {call.detail}".strip(),
+                "order_error",
+                order_id=call.order_id or "-",
+                detail=detail,
+            )
+        d.order_call = call
+        return d
+
+    async def serve(self, intent: str, order_id: str) -> Decision:
+        """Run an order intent for a known order id (always scoped to the conversation's user)."""
+        s, user = self.state, self.turn.user_id
+        s.pending = None
+        if intent == "track_refund":
+            call = await self.deps.orders.get_refund_status(user, order_id)
+        else:
+            call = await self.deps.orders.get_order(user, order_id)
+        if call.failed:
+            return self.busy(call, Pending(intent, "retry", order_id=order_id))
+        if not call.ok:
+            return self.order_error(call, intent)
+        self.succeeded()
+        s.last_order_id = order_id
+        d = self.after_lookup(intent, call.response)
+        d.order_call = call
+        return d
+
+    def after_lookup(self, intent: str, resp: Any) -> Decision:
+        lang, s = self.lang, self.state
+        if intent == "track_refund":
+            return self.refund_reply(resp)
+        order: orders_pb2.Order = resp
+        oid, status = order.order_id, tpl.status_name(order.status, lang)
+        items = item_names(order, lang)
+        if intent == "track_order":
+            return self.track_reply(order)
+        if intent in ("check_invoice", "get_invoice"):
+            if order.invoice_number:
+                return self.say(
+                    "order",
+                    "invoice issued",
+                    "invoice_ready",
+                    order_id=oid,
+                    invoice=order.invoice_number,
+                )
+            return self.say("order", "no invoice yet", "invoice_pending", order_id=oid)
+        if intent == "change_order":
+            if order.status in OPEN_STATUSES:
+                return self.say("order", "order still open", "change_order_open", order_id=oid)
+            return self.say(
+                "order", f"order {order.status}", "change_order_closed", order_id=oid, status=status
+            )
+        if intent == "cancel_order":
+            if order.status in OPEN_STATUSES:
+                s.pending = Pending("cancel_order", "confirm", order_id=oid)
+                return self.say(
+                    "ask",
+                    "cancellable: confirming first (fee rule stated)",
+                    "ask_cancel_confirm",
+                    order_id=oid,
+                    items=items,
+                    total=total_text(order),
+                    fee_rule=fee_rule(order, self.deps.now(), lang),
+                )
+            advice = (
+                tpl.advice("shipped_cancel", lang)
+                if order.status in ("shipped", "delivered")
+                else ""
+            )
+            return self.say(
+                "order",
+                f"not cancellable: {order.status}",
+                "cancel_refused",
+                order_id=oid,
+                status=status,
+                advice=advice,
+            )
+        if intent == "change_shipping_address":
+            if order.status not in OPEN_STATUSES:
+                advice = tpl.advice("shipped_address", lang) if order.status == "shipped" else ""
+                return self.say(
+                    "order",
+                    f"address fixed: {order.status}",
+                    "address_refused",
+                    order_id=oid,
+                    status=status,
+                    advice=advice,
+                )
+            a = order.shipping_address
+            pending = Pending(
+                "change_shipping_address",
+                "address",
+                order_id=oid,
+                address={"name": a.name, "phone": a.phone, "country": a.country},
+            )
+            s.pending = pending
+            # the address may already be in this message ("change 7730192846's address to ...")
+            inline = followups.parse_address(re.sub(r"\d{10}", " ", self.turn.text), lang)
+            if inline is not None:
+                pending.address.update(inline)
+                pending.awaiting = "confirm"
+                return self.say(
+                    "ask",
+                    "new address given: confirming",
+                    "ask_address_confirm",
+                    order_id=oid,
+                    address=followups.address_text(inline),
+                )
+            current = ", ".join(x for x in (a.line1, a.city) if x) or "-"
+            return self.say(
+                "ask", "asking for the new address", "ask_address", order_id=oid, current=current
+            )
+        if intent == "get_refund":
+            return self.start_return(order)
+        raise ValueError(f"not an order intent: {intent}")
+
+    def track_reply(self, order: orders_pb2.Order) -> Decision:
+        lang, oid = self.lang, order.order_id
+        items, status = item_names(order, lang), tpl.status_name(order.status, lang)
+        sh = order.shipment
+        if order.status == "shipped":
+            return self.say(
+                "order",
+                "shipped: carrier, tracking, ETA",
+                "track_shipped",
+                order_id=oid,
+                items=items,
+                carrier=sh.carrier or "-",
+                tracking=sh.tracking_number or "-",
+                eta=tpl.date_text(_ts(sh.eta), lang),
+            )
+        if order.status == "delivered":
+            return self.say(
+                "order",
+                "delivered",
+                "track_delivered",
+                order_id=oid,
+                items=items,
+                delivered=tpl.date_text(_ts(sh.delivered_at), lang),
+            )
+        if order.status in OPEN_STATUSES:
+            return self.say(
+                "order",
+                f"not shipped: {order.status}",
+                "track_not_shipped",
+                order_id=oid,
+                items=items,
+                status=status,
+            )
+        return self.say(
+            "order", f"closed: {order.status}", "track_closed", order_id=oid, status=status
+        )
+
+    def refund_reply(self, r: orders_pb2.RefundStatus) -> Decision:
+        lang, oid = self.lang, r.order_id
+        amount = tpl.money(r.amount.currency, r.amount.cents) if r.amount.currency else "-"
+        if r.status == "pending":
+            return self.say(
+                "order",
+                "refund pending",
+                "refund_pending",
+                order_id=oid,
+                amount=amount,
+                requested=tpl.date_text(_ts(r.requested_at), lang),
+            )
+        if r.status == "done":
+            return self.say(
+                "order",
+                "refund done",
+                "refund_done",
+                order_id=oid,
+                amount=amount,
+                completed=tpl.date_text(_ts(r.completed_at), lang),
+            )
+        return self.say("order", "no refund", "refund_none", order_id=oid)
+
+    def start_return(self, order: orders_pb2.Order) -> Decision:
+        lang, oid, now = self.lang, order.order_id, self.deps.now()
+        why = ""
+        if order.status in OPEN_STATUSES:
+            why = tpl.advice("not_delivered_open", lang)
+        elif order.status == "shipped":
+            why = tpl.advice("not_delivered", lang)
+        elif order.status in ("returned", "cancelled") or order.refund_status in (
+            "pending",
+            "done",
+        ):
+            why = tpl.advice("already_returned", lang)
+        elif not _within_window(order, now):
+            why = tpl.advice(
+                "window_closed", lang, deadline=tpl.date_text(_ts(order.return_deadline), lang)
+            )
+        if why:
+            return self.say(
+                "order",
+                f"no return possible: {order.status}",
+                "return_refused",
+                order_id=oid,
+                why=why,
+            )
+        items = item_choices(order, lang)
+        pending = Pending("get_refund", "return_items", order_id=oid, items=items)
+        self.state.pending = pending
+        # "return the phone case" / "退全部" choose in the first message; "I want a refund" does not
+        chosen = (
+            items
+            if len(items) == 1
+            else followups.named_items(self.turn.text, items, self.turn.values("product"))
+        )
+        if not chosen:
+            labels = [c.label for c in items]
+            return self.with_choices(
+                self.say(
+                    "ask",
+                    "several items: asking which",
+                    "ask_return_items",
+                    order_id=oid,
+                    items=numbered(labels),
+                ),
+                labels,
+            )
+        pending.product_ids = [] if len(chosen) == len(items) else [c.order_id for c in chosen]
+        pending.awaiting = "return_reason"
+        return self.say("ask", "return possible: asking the reason", "ask_return_reason")
+
+    async def execute_confirmed(self, p: Pending) -> Decision:
+        s, user, lang = self.state, self.turn.user_id, self.lang
+        if p.intent == "cancel_order":
+            call = await self.deps.orders.cancel_order(
+                user, p.order_id, "customer request via chat"
+            )
+            if call.failed:
+                return self.busy(call, p)
+            if call.code == "FAILED_PRECONDITION":
+                # changed since we asked (shipped meanwhile, or already cancelled): say its status
+                s.pending = None
+                look = await self.deps.orders.get_order(user, p.order_id)
+                status = look.response.status if look.ok else ""
+                if status == "cancelled":
+                    d = self.say(
+                        "order",
+                        "already cancelled",
+                        "track_closed",
+                        order_id=p.order_id,
+                        status=tpl.status_name(status, lang),
+                    )
+                else:
+                    d = self.say(
+                        "order",
+                        f"CancelOrder refused: {call.detail}",
+                        "cancel_refused",
+                        order_id=p.order_id,
+                        status=tpl.status_name(status, lang) or "-",
+                        advice=tpl.advice("shipped_cancel", lang),
+                    )
+                d.order_call = call
+                return d
+            if not call.ok:
+                return self.order_error(call, p.intent)
+            self.succeeded()
+            s.pending = None
+            resp: orders_pb2.CancelOrderResponse = call.response
+            fee = resp.fee.cents
+            total = resp.order.total
+            fee_text = (
+                tpl.advice("fee_charged", lang, fee=tpl.money(resp.fee.currency, fee))
+                if fee > 0
+                else tpl.advice("fee_free", lang)
+            )
+            refund_text = (
+                tpl.advice("refund_back", lang, refund=tpl.money(total.currency, total.cents - fee))
+                if _ts(resp.order.paid_at) is not None
+                else tpl.advice("nothing_paid", lang)
+            )
+            d = self.say(
+                "order",
+                "cancelled after confirmation",
+                "cancelled",
+                order_id=p.order_id,
+                fee_text=fee_text,
+                refund_text=refund_text,
+            )
+            d.order_call = call
+            return d
+        if p.intent == "change_shipping_address":
+            fields = {k: v for k, v in p.address.items() if k in _ADDRESS_FIELDS and v}
+            call = await self.deps.orders.change_shipping_address(
+                user, p.order_id, orders_pb2.Address(**fields)
+            )
+            if call.failed:
+                return self.busy(call, p)
+            if not call.ok:
+                if call.code == "FAILED_PRECONDITION":
+                    s.pending = None
+                    d = self.say(
+                        "order",
+                        f"address change refused: {call.detail}",
+                        "address_refused",
+                        order_id=p.order_id,
+                        status=tpl.status_name("shipped", lang),
+                        advice="",
+                    )
+                    d.order_call = call
+                    return d
+                return self.order_error(call, p.intent)
+            self.succeeded()
+            s.pending = None
+            d = self.say(
+                "order",
+                "address changed after confirmation",
+                "address_changed",
+                order_id=p.order_id,
+                address=followups.address_text(p.address),
+            )
+            d.order_call = call
+            return d
+        s.pending = None
+        return self.clarify()
+
+    async def create_return(self, p: Pending) -> Decision:
+        s, lang = self.state, self.lang
+        call = await self.deps.orders.create_return(
+            self.turn.user_id, p.order_id, p.product_ids, p.reason
+        )
+        if call.failed:
+            return self.busy(call, p)
+        if not call.ok:
+            if call.code == "FAILED_PRECONDITION":
+                s.pending = None
+                d = self.say(
+                    "order",
+                    f"CreateReturn refused: {call.reason or call.detail}",
+                    "return_refused",
+                    order_id=p.order_id,
+                    why=tpl.advice(RETURN_REFUSALS.get(call.reason, "return_generic"), lang),
+                )
+                d.order_call = call
+                return d
+            return self.order_error(call, p.intent)
+        self.succeeded()
+        s.pending = None
+        r: orders_pb2.ReturnRequest = call.response
+        chosen = [c.label for c in p.items if not p.product_ids or c.order_id in p.product_ids]
+        d = self.say(
+            "order",
+            "return created",
+            "return_created",
+            return_id=r.return_id,
+            order_id=p.order_id,
+            items=tpl.join_list(chosen, lang) or tpl.advice("all_items", lang),
+            refund=tpl.money(r.refund_amount.currency, r.refund_amount.cents),
+        )
+        d.order_call = call
+        return d
+
+
+_ADDRESS_FIELDS = frozenset(orders_pb2.Address.DESCRIPTOR.fields_by_name)
+
+
+def _space(language: str) -> str:
+    return "" if language == "zh" else " "

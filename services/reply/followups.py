@@ -1,0 +1,376 @@
+"""Reading the customer's answer to the bot's own question: yes / no, which order, which item,
+a new address.
+
+These are short replies ("the second one", "第二个", "那个耳机的", "yes", "好的") that an intent
+model cannot classify, so they are read with explicit rules against what the bot just offered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from services.reply.state import OrderChoice
+
+# -- yes / no -----------------------------------------------------------------------------------
+# Negations are checked first ("不可以" contains "可以", "not ok" contains "ok"). A yes must
+# open a short reply: "我要查物流" or "what is the fee?" is a new request, never a confirmation.
+_NO_ZH = (
+    "不要",
+    "不用",
+    "不可以",
+    "不好",
+    "不确定",
+    "不同意",
+    "不了",
+    "算了",
+    "先不",
+    "不是",
+    "不行",
+    "不对",
+    "不取消",
+    "不改",
+    "不退",
+    "不需要",
+    "不必",
+    "再想想",
+    "等等",
+    "等一下",
+    "别取消",
+    "别改",
+    "别退",
+)
+_YES_ZH_OPENERS = (
+    "好",
+    "是",
+    "确认",
+    "确定",
+    "可以",
+    "嗯",
+    "对",
+    "行",
+    "没问题",
+    "同意",
+    "麻烦",
+    "ok",
+    "OK",
+    "Ok",
+    "取消吧",
+    "改吧",
+    "退吧",
+    "就这样",
+    "没错",
+)
+_YES_ZH_PHRASES = ("确认取消", "确定取消", "帮我取消", "确认修改", "确认退货")
+_NO_EN = re.compile(
+    r"\b(no|nope|nah|not|don'?t|do not|never ?mind|nevermind|stop|wait|keep it|leave it|hold on)\b",
+    re.IGNORECASE,
+)
+_YES_EN = re.compile(
+    r"^\W*(yes|yeah|yep|yup|y|sure|ok|okay|confirm(ed)?|correct|right|please|go ahead|do it|"
+    r"absolutely|definitely|of course|proceed|that'?s right|sounds good|cancel it|change it|"
+    r"please do)\b",
+    re.IGNORECASE,
+)
+MAX_CONFIRM_CHARS = 40
+MAX_ZH_YES_CHARS = 12
+_PUNCT = re.compile(r"[\s,.!?;:，。！？；：、~～…]+")
+
+
+def yes_or_no(text: str) -> bool | None:
+    """True for yes, False for no, None when the message is neither."""
+    t = text.strip()
+    if not t or len(t) > MAX_CONFIRM_CHARS:
+        return None
+    if _NO_EN.search(t) or any(w in t for w in _NO_ZH):
+        return False
+    if _YES_EN.search(t):
+        return True
+    compact = _PUNCT.sub("", t)
+    if any(p in compact for p in _YES_ZH_PHRASES):
+        return True
+    if len(compact) <= MAX_ZH_YES_CHARS and compact.startswith(_YES_ZH_OPENERS):
+        return True
+    return None
+
+
+# -- which one ----------------------------------------------------------------------------------
+_EN_ORDINALS = {
+    "first": 1,
+    "1st": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+}
+_ZH_NUMBERS = {
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "1": 1,
+    "2": 2,
+    "3": 3,
+    "4": 4,
+    "5": 5,
+}
+_EN_ORDINAL_RX = re.compile(
+    r"\b(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th)\b"
+    r"|\b(?:number|no\.?|option|order|#)\s*([1-5])\b|#([1-5])\b",
+    re.IGNORECASE,
+)
+_EN_WORD_NUMBER_RX = re.compile(
+    r"^\W*(?:the\s+)?(one|two|three|four|five)(?:\s+one)?\W*$", re.IGNORECASE
+)
+_EN_LAST_RX = re.compile(r"\b(last|final|bottom|oldest)\b", re.IGNORECASE)
+_EN_NEWEST_RX = re.compile(r"\b(latest|newest|most recent|recent one|top)\b", re.IGNORECASE)
+_ZH_ORDINAL_RX = re.compile(r"第\s*([一二两三四五1-5])\s*[个笔单件条项样]?")
+_ZH_LAST_RX = re.compile(r"最后(?:一)?[个笔单件]|最早的")
+_ZH_NEWEST_RX = re.compile(r"最近(?:的|那)|最新(?:的|那)|刚[买下]的")
+_BARE_NUMBER_RX = re.compile(r"^\s*(?:#|no\.?\s*)?([1-5])\s*[.。!！]?\s*$", re.IGNORECASE)
+_ALL_RX = re.compile(
+    r"\b(all|everything|both|whole order|all of them|entire)\b|全部|都退|所有|两件都|都要",
+    re.IGNORECASE,
+)
+_WORD_RX = re.compile(r"[a-z0-9]+")
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "my",
+    "of",
+    "for",
+    "and",
+    "with",
+    "to",
+    "in",
+    "on",
+    "one",
+    "it",
+    "i",
+    "pro",
+    "new",
+    "set",
+    "pack",
+    "mini",
+    "max",
+    "plus",
+    "that",
+    "this",
+    "order",
+}
+
+
+def ordinal(text: str) -> int | None:
+    """1-based position named in the message; -1 for "the last one"; None when there is none."""
+    t = text.strip()
+    m = _BARE_NUMBER_RX.match(t)
+    if m:
+        return int(m.group(1))
+    m = _ZH_ORDINAL_RX.search(t)
+    if m:
+        return _ZH_NUMBERS[m.group(1)]
+    if _ZH_LAST_RX.search(t):
+        return -1
+    if _ZH_NEWEST_RX.search(t):
+        return 1
+    m = _EN_ORDINAL_RX.search(t)
+    if m:
+        word = next(g for g in m.groups() if g)
+        return int(word) if word.isdigit() else _EN_ORDINALS[word.lower()]
+    if _EN_LAST_RX.search(t):
+        return -1
+    if _EN_NEWEST_RX.search(t):
+        return 1
+    m = _EN_WORD_NUMBER_RX.match(t)
+    if m:
+        return _EN_ORDINALS[m.group(1).lower()]
+    return None
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _name_keys_en(names: Sequence[str]) -> set[str]:
+    """Content words of English item names (a head noun like "case" is enough to refer)."""
+    return {_stem(w) for n in names for w in _WORD_RX.findall(n.lower()) if w not in _STOP}
+
+
+_BRACKETED = re.compile(r"（[^）]*）|\([^)]*\)|【[^】]*】|\[[^\]]*\]")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+
+
+def zh_keys(name: str) -> list[str]:
+    """How a Chinese product name is referred to: the name without colour/size in brackets, and
+    the head noun, i.e. the last 2-3 characters of its last Chinese word ("素皮手机壳" → "手机壳",
+    "机壳"; "7.1 环绕声游戏耳机" → "耳机")."""
+    core = _BRACKETED.sub("", name).replace("《", "").replace("》", "").strip()
+    keys = [core] if len(core) >= 2 else []
+    runs = _CJK_RUN.findall(core)
+    if runs:
+        last = runs[-1]
+        keys += [last, last[-3:], last[-2:]]
+    return [k for k in dict.fromkeys(keys) if len(k) >= 2]
+
+
+def _mentions_zh(text: str, names: Sequence[str]) -> bool:
+    return any(key in text for name in names for key in zh_keys(name))
+
+
+def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) -> float:
+    """How strongly the message refers to this choice by product (0 = not at all)."""
+    if any(p in choice.product_ids for p in product_ids):
+        return 1.0
+    score = 0.0
+    if _mentions_zh(text, choice.names_zh):
+        score = 0.9
+    words = {_stem(w) for w in _WORD_RX.findall(text.lower())} - _STOP
+    keys = _name_keys_en(choice.names_en)
+    if keys and words & keys:
+        score = max(score, 0.5 + 0.4 * len(words & keys) / len(keys))
+    return score
+
+
+def pick_choice(
+    text: str,
+    choices: Sequence[OrderChoice],
+    order_ids: Sequence[str] = (),
+    product_ids: Sequence[str] = (),
+) -> OrderChoice | str | None:
+    """The order the customer means among those offered.
+
+    Returns the choice, a typed order id that is not among them (a str: the caller looks it up
+    scoped to the user, so a foreign id answers like an unknown one), or None when unclear.
+    """
+    for oid in order_ids:
+        for c in choices:
+            if c.order_id == oid:
+                return c
+        return oid
+    if not choices:
+        return None
+    n = ordinal(text)
+    if n is not None:
+        if n == -1:
+            return choices[-1]
+        if 1 <= n <= len(choices):
+            return choices[n - 1]
+        return None
+    return best_mention(text, choices, product_ids)
+
+
+def best_mention(
+    text: str, choices: Sequence[OrderChoice], product_ids: Sequence[str] = ()
+) -> OrderChoice | None:
+    """The single choice the message names by product; None when none or several tie."""
+    scored = [(mentions(text, c, product_ids), i) for i, c in enumerate(choices)]
+    scored = [(s, i) for s, i in scored if s > 0]
+    if not scored:
+        return None
+    scored.sort(reverse=True)
+    if len(scored) > 1 and scored[0][0] == scored[1][0]:
+        return None  # two orders with the same product: ask rather than guess
+    return choices[scored[0][1]]
+
+
+def pick_items(
+    text: str, items: Sequence[OrderChoice], product_ids: Sequence[str] = ()
+) -> list[OrderChoice] | None:
+    """Order lines chosen for a return: all of them, one by position or by name; None if unclear.
+
+    ``items`` reuse OrderChoice with one product each (order_id holds the product id).
+    """
+    named = named_items(text, items, product_ids)
+    if named:
+        return named
+    n = ordinal(text)
+    if n is not None:
+        if n == -1:
+            return [items[-1]]
+        return [items[n - 1]] if 1 <= n <= len(items) else None
+    return None
+
+
+def named_items(
+    text: str, items: Sequence[OrderChoice], product_ids: Sequence[str] = ()
+) -> list[OrderChoice] | None:
+    """Lines chosen by name or product ("the phone case", "耳机") or "all"; None otherwise."""
+    if _ALL_RX.search(text):
+        return list(items)
+    named = [c for c in items if mentions(text, c, product_ids) > 0]
+    return named or None
+
+
+# -- addresses ----------------------------------------------------------------------------------
+_ZH_ADDRESS_HINT = re.compile(r"(省|市|区|县|镇|路|街|道|号|弄|巷|村|栋|楼|室|单元|小区|大厦)")
+_EN_ADDRESS_HINT = re.compile(
+    r"\b(street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
+    r"square|sq|apt|apartment|suite|unit|floor|building|close|crescent|terrace|highway|hwy)\b\.?",
+    re.IGNORECASE,
+)
+_ZH_REGION = re.compile(r"^(.{2,8}?(?:省|自治区))")
+_ZH_CITY = re.compile(r"(.{2,8}?市)")
+_POSTAL = re.compile(r"\b(\d{5,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b")
+_ADDRESS_LEAD = re.compile(
+    r"^(?:(?:please\s+)?(?:change\s+it\s+|send\s+it\s+|ship\s+it\s+|deliver\s+it\s+)?to[:\s]+|"
+    r"new address(?: is)?[:\s]+|the address is[:\s]+|"
+    r"改[到成为]|新地址[是:：]?|地址[是:：]|寄到|送到)",
+    re.IGNORECASE,
+)
+
+
+def parse_address(text: str, language: str) -> dict[str, str] | None:
+    """A new shipping address from free text, or None when the message does not look like one.
+
+    Deliberately light: the whole address goes to line1 (what a courier reads); city, region and
+    postal code are picked out when they are plain to see. The customer confirms it before any
+    change is made.
+    """
+    t = _ADDRESS_LEAD.sub("", text.strip()).strip(" 。.，,")
+    if len(t) < 6 or len(t) > 200:
+        return None
+    has_digit = any(ch.isdigit() for ch in t)
+    zh_hint = bool(_ZH_ADDRESS_HINT.search(t))
+    en_hint = bool(_EN_ADDRESS_HINT.search(t))
+    if not (
+        (zh_hint and (has_digit or len(_ZH_ADDRESS_HINT.findall(t)) >= 2))
+        or (en_hint and has_digit)
+        or (has_digit and t.count(",") >= 2)
+    ):
+        return None
+    address = {"line1": t, "display": t}
+    if zh_hint and re.search(r"[\u4e00-\u9fff]", t):
+        if m := _ZH_REGION.search(t):
+            address["region"] = m.group(1)
+        if m := _ZH_CITY.search(t):
+            address["city"] = m.group(1).removeprefix(address.get("region", ""))
+    else:
+        parts = [p.strip() for p in t.split(",") if p.strip()]
+        if len(parts) >= 2:
+            address["line1"] = parts[0]
+            address["city"] = _POSTAL.sub("", parts[1]).strip() or parts[1]
+            rest = [p for p in parts[2:] if _POSTAL.sub("", p).strip()]
+            if rest:
+                address["line2"] = ", ".join(rest)
+    if m := _POSTAL.search(t):
+        address["postal_code"] = m.group(1)
+    return address
+
+
+def address_text(address: dict[str, str]) -> str:
+    """How an address is read back to the customer: as they wrote it."""
+    return address.get("display") or ", ".join(
+        address[k] for k in ("line1", "line2", "city", "postal_code") if address.get(k)
+    )

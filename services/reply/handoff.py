@@ -1,0 +1,108 @@
+"""When and how a conversation goes to a person: dispute signals, the sentiment trend, priority,
+and the short summary the human agent reads first.
+
+The handoff event is the turn's envelope on kefu.handoff.v1 with ReplySection.handoff_reason /
+handoff_priority / handoff_summary; afterwards every customer message is forwarded there (action
+``forward``) until a ControlEvent ``release`` arrives on kefu.control.v1.
+"""
+
+from __future__ import annotations
+
+import re
+
+from services.reply.state import DialogueState
+from services.reply.templates import intent_name
+
+REASONS = (
+    "customer_request",
+    "negative_sentiment",
+    "low_confidence",
+    "dispute",
+    "order_service_down",
+)
+
+# Money taken wrongly, chargebacks, legal or regulator threats, fraud: a person must handle these.
+_DISPUTE_EN = re.compile(
+    r"\b(charged (me )?(twice|double|two times)|double[- ]charged?|charged more than once|"
+    r"chargeback|charge ?back|dispute (the|this|a) (charge|payment|transaction)|lawyers?|attorney|"
+    r"sue|suing|legal action|take (you|this) to court|small claims|fraud|scam(med)?|"
+    r"report (you|this) to|consumer protection|bbb|ripped off|stole my money)\b",
+    re.IGNORECASE,
+)
+_DISPUTE_ZH = re.compile(
+    r"扣了两次|扣款两次|重复扣款|多扣|扣了两遍|被扣两次|付了两次|重复支付|拒付|退单争议|律师|起诉|"
+    r"告你们|法院|打官司|消协|消费者协会|12315|工商局|市场监管|报警|骗子|诈骗|欺诈|黑店"
+)
+# How many negative turns in a row mean the conversation is not getting better.
+NEGATIVE_TURNS_FOR_HANDOFF = 3
+# Negative-score history kept for the trend (the last few turns).
+SENTIMENT_HISTORY = 4
+
+PRIORITY = {
+    "dispute": "high",
+    "negative_sentiment": "high",
+    "order_service_down": "normal",
+    "customer_request": "normal",
+    "low_confidence": "low",
+}
+
+
+def dispute_signal(text: str) -> str | None:
+    """The words that make this a dispute (charged twice, chargeback, lawyer, ...), or None."""
+    m = _DISPUTE_EN.search(text) or _DISPUTE_ZH.search(text)
+    return m.group(0) if m else None
+
+
+def update_sentiment(state: DialogueState, label: str, negative_score: float) -> None:
+    """Track consecutive negative turns and the recent negative scores."""
+    state.negative_streak = state.negative_streak + 1 if label == "negative" else 0
+    state.negative_scores.append(round(negative_score, 4))
+    del state.negative_scores[:-SENTIMENT_HISTORY]
+
+
+def getting_worse(state: DialogueState) -> bool:
+    """Negative for NEGATIVE_TURNS_FOR_HANDOFF turns running: the bot is not making it better."""
+    return state.negative_streak >= NEGATIVE_TURNS_FOR_HANDOFF
+
+
+def priority(reason: str, escalate: bool = False) -> str:
+    """urgent when sentiment flagged distress; otherwise by reason."""
+    if escalate:
+        return "urgent"
+    return PRIORITY.get(reason, "normal")
+
+
+def summary(state: DialogueState, reason: str, last_text: str, language: str) -> str:
+    """A few lines the agent reads before answering: why, what the customer wanted, the last
+    message (masked), and any order in play. In the conversation's language."""
+    intents: list[str] = []
+    for past in state.history:
+        name = intent_name(past.intent, language) if past.intent else ""
+        if name and name not in intents:
+            intents.append(name)
+    order_id = (state.pending.order_id if state.pending else "") or state.last_order_id
+    sep = "、" if language == "zh" else ", "
+    if language == "zh":
+        lines = [f"转人工原因：{_REASON_ZH.get(reason, reason)}；共{state.turn}轮"]
+        if intents:
+            lines.append(f"客户诉求：{sep.join(intents)}")
+        if order_id:
+            lines.append(f"相关订单：{order_id}")
+        lines.append(f"最后一句：{last_text[:200]}")
+    else:
+        lines = [f"Handoff: {reason.replace('_', ' ')}; {state.turn} turns"]
+        if intents:
+            lines.append(f"Customer wanted: {sep.join(intents)}")
+        if order_id:
+            lines.append(f"Order: {order_id}")
+        lines.append(f"Last message: {last_text[:200]}")
+    return "\n".join(lines)
+
+
+_REASON_ZH = {
+    "customer_request": "客户要求人工",
+    "negative_sentiment": "客户情绪不满",
+    "low_confidence": "机器人多次未理解",
+    "dispute": "扣款或纠纷",
+    "order_service_down": "订单系统不可用",
+}

@@ -1,0 +1,215 @@
+"""Dialogue state per conversation, kept in MongoDB ``dialogue_state`` (``_id`` = conversation_id).
+
+Why MongoDB and not a Faust table:
+- it survives restarts and rebalances without a changelog topic to replay or a RocksDB to
+  rebuild, so a new reply pod answers the next turn at once;
+- human agents and the agent desk can read it (pending request, handoff status) with any
+  MongoDB tool, and the control agent can release a handoff with one update;
+- the cost is one read and one write per turn (about a millisecond each on the local stack),
+  small against the 100 ms budget. Turns of one conversation arrive in order on one partition,
+  so there is a single writer per conversation at a time.
+
+The handoff fields are written only by ``set_handoff`` / ``release_handoff`` (targeted ``$set``),
+never by ``save``, so a release from the agent desk is not overwritten by a turn that was being
+processed at the same moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+COLLECTION = "dialogue_state"
+# How many past turns the state remembers for the handoff summary and sentiment trend.
+HISTORY_TURNS = 6
+
+
+@dataclass
+class OrderChoice:
+    """One order offered to the customer when asking which order they mean."""
+
+    order_id: str
+    status: str = ""
+    names_en: list[str] = field(default_factory=list)
+    names_zh: list[str] = field(default_factory=list)
+    product_ids: list[str] = field(default_factory=list)
+    label: str = ""
+
+
+@dataclass
+class Pending:
+    """An order request in progress: which intent, and what the bot is waiting for.
+
+    awaiting: order_choice | confirm | address | return_items | return_reason | retry
+    """
+
+    intent: str
+    awaiting: str
+    order_id: str = ""
+    choices: list[OrderChoice] = field(default_factory=list)
+    address: dict[str, str] = field(default_factory=dict)
+    items: list[OrderChoice] = field(default_factory=list)  # order lines offered for a return
+    product_ids: list[str] = field(default_factory=list)  # lines chosen for a return
+    reason: str = ""
+
+
+@dataclass
+class Handoff:
+    active: bool = False
+    reason: str = ""
+    priority: str = ""
+    since_turn: int = 0
+    at: str = ""
+    released_at: str = ""
+    agent_id: str = ""
+
+
+@dataclass
+class PastTurn:
+    turn: int
+    text: str  # masked
+    intent: str
+    action: str
+    sentiment: str
+
+
+@dataclass
+class DialogueState:
+    conversation_id: str
+    user_id: str = ""
+    language: str = ""
+    turn: int = 0
+    last_intent: str = ""
+    last_order_id: str = ""
+    pending: Pending | None = None
+    low_confidence_streak: int = 0
+    negative_streak: int = 0
+    negative_scores: list[float] = field(default_factory=list)  # last turns, oldest first
+    order_failures: int = 0  # consecutive turns whose order RPC failed
+    handoff: Handoff = field(default_factory=Handoff)
+    # template id -> last variant used (ids never contain "." so they are valid MongoDB keys)
+    rotation: dict[str, int] = field(default_factory=dict)
+    last_template_id: str = ""
+    last_reply_text: str = ""
+    history: list[PastTurn] = field(default_factory=list)
+
+    def remember(self, past: PastTurn) -> None:
+        self.history.append(past)
+        del self.history[:-HISTORY_TURNS]
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["_id"] = doc.pop("conversation_id")
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> DialogueState:
+        pending = doc.get("pending")
+        return cls(
+            conversation_id=str(doc["_id"]),
+            user_id=doc.get("user_id", ""),
+            language=doc.get("language", ""),
+            turn=int(doc.get("turn", 0)),
+            last_intent=doc.get("last_intent", ""),
+            last_order_id=doc.get("last_order_id", ""),
+            pending=_pending_from(pending) if pending else None,
+            low_confidence_streak=int(doc.get("low_confidence_streak", 0)),
+            negative_streak=int(doc.get("negative_streak", 0)),
+            negative_scores=[float(x) for x in doc.get("negative_scores", [])],
+            order_failures=int(doc.get("order_failures", 0)),
+            handoff=Handoff(**_known(Handoff, doc.get("handoff") or {})),
+            rotation={str(k): int(v) for k, v in (doc.get("rotation") or {}).items()},
+            last_template_id=doc.get("last_template_id", ""),
+            last_reply_text=doc.get("last_reply_text", ""),
+            history=[PastTurn(**_known(PastTurn, h)) for h in doc.get("history", [])],
+        )
+
+    def slots(self) -> dict[str, str]:
+        """The slots shown in ReplySection.slots: what the bot remembers after this turn."""
+        out: dict[str, str] = {"turn": str(self.turn)}
+        if self.pending is not None:
+            out["pending_intent"] = self.pending.intent
+            out["awaiting"] = self.pending.awaiting
+            if self.pending.order_id:
+                out["order_id"] = self.pending.order_id
+            if self.pending.choices:
+                out["choices"] = ",".join(c.order_id for c in self.pending.choices)
+        elif self.last_order_id:
+            out["order_id"] = self.last_order_id
+        if self.low_confidence_streak:
+            out["low_confidence_streak"] = str(self.low_confidence_streak)
+        if self.negative_streak:
+            out["negative_streak"] = str(self.negative_streak)
+        if self.order_failures:
+            out["order_failures"] = str(self.order_failures)
+        if self.handoff.active:
+            out["handoff"] = self.handoff.reason or "active"
+        return out
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = kind.__dataclass_fields__  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _choice(data: dict[str, Any]) -> OrderChoice:
+    return OrderChoice(**_known(OrderChoice, data))
+
+
+def _pending_from(data: dict[str, Any]) -> Pending:
+    values = _known(Pending, data)
+    values["choices"] = [_choice(c) for c in values.get("choices", [])]
+    values["items"] = [_choice(c) for c in values.get("items", [])]
+    return Pending(**values)
+
+
+class StateStore:
+    """Async access to ``dialogue_state``."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.collection = db[COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        # agents list the conversations waiting for them
+        await self.collection.create_index([("handoff.active", 1), ("handoff.at", 1)])
+
+    async def load(self, conversation_id: str, user_id: str) -> DialogueState:
+        doc = await self.collection.find_one({"_id": conversation_id})
+        if doc is None:
+            return DialogueState(conversation_id=conversation_id, user_id=user_id)
+        return DialogueState.from_doc(doc)
+
+    async def save(self, state: DialogueState) -> None:
+        """Write everything but the handoff fields (see the module docstring)."""
+        doc = state.to_doc()
+        doc.pop("_id")
+        doc.pop("handoff")
+        doc["updated_at"] = dt.datetime.now(dt.UTC)
+        await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
+
+    async def set_handoff(self, conversation_id: str, handoff: Handoff) -> None:
+        await self.collection.update_one(
+            {"_id": conversation_id}, {"$set": {"handoff": asdict(handoff)}}, upsert=True
+        )
+
+    async def release_handoff(self, conversation_id: str, agent_id: str) -> bool:
+        """The agent hands the conversation back; True when a handoff was active."""
+        result = await self.collection.update_one(
+            {"_id": conversation_id, "handoff.active": True},
+            {
+                "$set": {
+                    "handoff.active": False,
+                    "handoff.released_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "handoff.agent_id": agent_id,
+                    # the bot starts afresh: nothing pending from before the handoff
+                    "pending": None,
+                    "low_confidence_streak": 0,
+                    "negative_streak": 0,
+                    "order_failures": 0,
+                }
+            },
+        )
+        return result.modified_count > 0

@@ -1,0 +1,850 @@
+"""What the bot says, in Chinese and English: template variants per situation, and formatting.
+
+Every template has two or more variants per language and ``render`` rotates through them per
+conversation, so the customer never reads the same sentence on two consecutive turns (the
+rotation index lives in the dialogue state). Slots are filled with ``str.format``: values are
+inserted as text, never evaluated, so customer text inside a slot is harmless.
+
+Facts in the fallback answers agree with data/faq/*.yaml (the FAQ is preferred when it matches).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+LANGUAGES = ("zh", "en")
+
+# Display names of intents, used when offering choices while clarifying.
+INTENT_NAMES: dict[str, dict[str, str]] = {
+    "cancel_order": {"zh": "取消订单", "en": "Cancel an order"},
+    "change_order": {"zh": "修改订单", "en": "Change an order"},
+    "change_shipping_address": {"zh": "修改收货地址", "en": "Change the shipping address"},
+    "check_cancellation_fee": {"zh": "取消订单的费用", "en": "Cancellation fees"},
+    "check_invoice": {"zh": "查看发票", "en": "Check an invoice"},
+    "check_payment_methods": {"zh": "支付方式", "en": "Payment methods"},
+    "check_refund_policy": {"zh": "退款政策", "en": "Refund policy"},
+    "complaint": {"zh": "投诉", "en": "Make a complaint"},
+    "contact_customer_service": {"zh": "联系客服", "en": "Contact customer service"},
+    "contact_human_agent": {"zh": "转人工客服", "en": "Talk to a person"},
+    "create_account": {"zh": "注册账户", "en": "Create an account"},
+    "delete_account": {"zh": "注销账户", "en": "Delete an account"},
+    "delivery_options": {"zh": "配送方式", "en": "Delivery options"},
+    "delivery_period": {"zh": "配送时效", "en": "Delivery time"},
+    "edit_account": {"zh": "修改账户信息", "en": "Edit account details"},
+    "get_invoice": {"zh": "开发票", "en": "Get an invoice"},
+    "get_refund": {"zh": "退货退款", "en": "Return an item for a refund"},
+    "newsletter_subscription": {"zh": "订阅资讯", "en": "Newsletter"},
+    "payment_issue": {"zh": "支付问题", "en": "A payment problem"},
+    "place_order": {"zh": "下单", "en": "Place an order"},
+    "recover_password": {"zh": "找回密码", "en": "Recover a password"},
+    "registration_problems": {"zh": "注册问题", "en": "Registration problems"},
+    "review": {"zh": "评价商品", "en": "Leave a review"},
+    "set_up_shipping_address": {"zh": "设置收货地址", "en": "Set up a shipping address"},
+    "switch_account": {"zh": "切换账户", "en": "Switch accounts"},
+    "track_order": {"zh": "查询物流", "en": "Track an order"},
+    "track_refund": {"zh": "查询退款进度", "en": "Track a refund"},
+    "greeting": {"zh": "打招呼", "en": "Say hello"},
+    "thanks": {"zh": "致谢", "en": "Say thanks"},
+    "goodbye": {"zh": "再见", "en": "Say goodbye"},
+}
+
+STATUS_NAMES: dict[str, dict[str, str]] = {
+    "pending": {"zh": "待付款", "en": "awaiting payment"},
+    "paid": {"zh": "已付款，待发货", "en": "paid, not shipped yet"},
+    "shipped": {"zh": "已发货", "en": "shipped"},
+    "delivered": {"zh": "已签收", "en": "delivered"},
+    "cancelled": {"zh": "已取消", "en": "cancelled"},
+    "returned": {"zh": "已退货", "en": "returned"},
+}
+
+_V = tuple[str, ...]
+T = dict[str, _V]
+
+TEMPLATES: dict[str, T] = {
+    # -- small talk ------------------------------------------------------------------------------
+    "greeting": {
+        "zh": (
+            "您好！我是智能客服，可以帮您查订单、取消订单、改地址、退货退款，也能解答配送和支付问题。请问有什么可以帮您？",
+            "您好，欢迎咨询！订单、物流、退款、发票、账户问题都可以问我。",
+            "您好～请问今天想了解什么？",
+        ),
+        "en": (
+            "Hello! I can track, cancel or change your orders, start a return, and answer questions about delivery and payment. How can I help?",
+            "Hi there, welcome! Ask me about orders, delivery, refunds, invoices or your account.",
+            "Hello! What can I do for you today?",
+        ),
+    },
+    "thanks": {
+        "zh": (
+            "不客气！还有其他可以帮您的吗？",
+            "很高兴能帮到您，还有别的问题随时问我。",
+            "不用谢～还需要什么帮助吗？",
+        ),
+        "en": (
+            "You're welcome! Is there anything else I can help with?",
+            "Glad I could help. Anything else?",
+            "My pleasure. Let me know if you need anything else.",
+        ),
+    },
+    "goodbye": {
+        "zh": ("再见，祝您购物愉快！", "好的，有需要随时找我，再见！", "感谢您的咨询，再见～"),
+        "en": (
+            "Goodbye, and happy shopping!",
+            "Bye! I'm here whenever you need me.",
+            "Thanks for chatting. Have a great day!",
+        ),
+    },
+    # -- unsure ----------------------------------------------------------------------------------
+    "out_of_scope": {
+        "zh": (
+            "抱歉，这个问题我暂时帮不上忙。我可以帮您：查询物流、取消或修改订单、修改收货地址、退货退款、发票、支付和账户问题。",
+            "这个超出了我能处理的范围～我擅长的是订单、配送、退款、发票和账户方面的问题，您可以换个问法试试。",
+        ),
+        "en": (
+            "Sorry, I can't help with that one. I can track, cancel or change orders, update a shipping address, handle returns and refunds, invoices, payments and account questions.",
+            "That's outside what I can do. I'm good with orders, delivery, refunds, invoices and your account; could you ask about one of those?",
+        ),
+    },
+    "clarify_choices": {
+        "zh": ("我不太确定您的意思，您是想：{choices}？", "抱歉没太理解，请问您是要{choices}？"),
+        "en": (
+            "I'm not quite sure what you mean. Do you want to: {choices}?",
+            "Sorry, I didn't quite get that. Is it about {choices}?",
+        ),
+    },
+    "clarify_rephrase": {
+        "zh": (
+            "抱歉，我没理解您的意思，能换个说法再说一次吗？",
+            "不好意思，我没看懂，麻烦您再描述一下问题？",
+        ),
+        "en": (
+            "Sorry, I didn't understand. Could you say it another way?",
+            "I'm not sure I follow. Could you rephrase that?",
+        ),
+    },
+    # -- order flows -----------------------------------------------------------------------------
+    "ask_order_choice": {
+        "zh": (
+            "请问是哪一个订单？{orders}\n回复序号、订单号或商品名即可。",
+            "您最近的订单有：{orders}\n请告诉我是第几个，或者直接发订单号。",
+        ),
+        "en": (
+            "Which order is it? {orders}\nReply with the number, the order id or the product.",
+            "Here are your recent orders: {orders}\nWhich one do you mean (number, order id or product)?",
+        ),
+    },
+    "ask_order_choice_again": {
+        "zh": (
+            "抱歉没对上，请回复序号（如“第一个”）或10位订单号：{orders}",
+            "我没找到对应的订单，可以发一下订单号或序号吗？{orders}",
+        ),
+        "en": (
+            'Sorry, I couldn\'t match that. Please reply with a number (e.g. "the first one") or the 10-digit order id: {orders}',
+            "I couldn't tell which order you mean. Could you send its number or order id? {orders}",
+        ),
+    },
+    "no_orders": {
+        "zh": (
+            "您的账户下暂时没有订单。如果是用其他账户下的单，请先切换账户再来咨询。",
+            "我没有查到您账户下的订单，请确认是否使用了其他账户下单。",
+        ),
+        "en": (
+            "I can't find any orders on your account. If you ordered with another account, please switch to it first.",
+            "There are no orders on your account. Could the order have been placed with a different account?",
+        ),
+    },
+    "no_eligible_orders": {
+        "zh": (
+            "您最近的订单里没有可以{what}的订单。{why}",
+            "查了一下，您目前没有能{what}的订单。{why}",
+        ),
+        "en": (
+            "None of your recent orders can {what} right now. {why}",
+            "I checked: there's no order on your account that can {what} at the moment. {why}",
+        ),
+    },
+    "no_refunds": {
+        "zh": (
+            "您最近的订单都没有退款记录。如果想退货，告诉我“退货”就可以。",
+            "查了一下，您目前没有进行中的退款。",
+        ),
+        "en": (
+            "None of your recent orders has a refund. If you'd like to return something, just tell me.",
+            "There are no refunds on your recent orders.",
+        ),
+    },
+    "order_not_found": {
+        "zh": (
+            "您的账户下没有找到订单{order_id}，请核对订单号是否正确。",
+            "抱歉，在您的订单中查不到{order_id}，麻烦再确认一下订单号。",
+        ),
+        "en": (
+            "I can't find order {order_id} among your orders. Please check the number.",
+            "Order {order_id} isn't one of your orders, as far as I can see. Could you double-check it?",
+        ),
+    },
+    "track_shipped": {
+        "zh": (
+            "订单{order_id}（{items}）已由{carrier}发货，运单号{tracking}，预计{eta}送达。",
+            "您的订单{order_id}正在配送中：{carrier}，运单号{tracking}，预计{eta}到达。",
+        ),
+        "en": (
+            "Order {order_id} ({items}) is on its way with {carrier}, tracking number {tracking}, expected {eta}.",
+            "Your order {order_id} has shipped: {carrier}, tracking {tracking}, arriving around {eta}.",
+        ),
+    },
+    "track_delivered": {
+        "zh": (
+            "订单{order_id}（{items}）已于{delivered}签收。",
+            "系统显示订单{order_id}在{delivered}已经签收了。",
+        ),
+        "en": (
+            "Order {order_id} ({items}) was delivered on {delivered}.",
+            "Order {order_id} shows as delivered on {delivered}.",
+        ),
+    },
+    "track_not_shipped": {
+        "zh": (
+            "订单{order_id}（{items}）目前状态：{status}，发货后我们会通知您物流信息。",
+            "订单{order_id}还没有发货（{status}），发货后就能查到物流了。",
+        ),
+        "en": (
+            "Order {order_id} ({items}) is {status}. You'll get tracking details as soon as it ships.",
+            "Order {order_id} hasn't shipped yet ({status}); tracking appears once it does.",
+        ),
+    },
+    "track_closed": {
+        "zh": ("订单{order_id}的状态是：{status}。", "订单{order_id}目前为“{status}”状态。"),
+        "en": ("Order {order_id} is {status}.", "The status of order {order_id} is: {status}."),
+    },
+    "ask_cancel_confirm": {
+        "zh": (
+            "确认要取消订单{order_id}（{items}，{total}）吗？{fee_rule}请回复“确认”或“不取消”。",
+            "订单{order_id}（{items}，{total}）还没发货，可以取消。{fee_rule}确定取消吗？",
+        ),
+        "en": (
+            "Do you want me to cancel order {order_id} ({items}, {total})? {fee_rule} Reply yes or no.",
+            "Order {order_id} ({items}, {total}) hasn't shipped, so it can be cancelled. {fee_rule} Shall I cancel it?",
+        ),
+    },
+    "ask_confirm_again": {
+        "zh": (
+            "请回复“确认”继续，或回复“不用了”保持原样。",
+            "需要我继续吗？回复“好的”或“不用了”。",
+        ),
+        "en": (
+            "Please reply yes to go ahead, or no to leave it as it is.",
+            "Shall I go ahead? Just say yes or no.",
+        ),
+    },
+    "cancelled": {
+        "zh": (
+            "订单{order_id}已取消。{fee_text}{refund_text}",
+            "已为您取消订单{order_id}。{fee_text}{refund_text}",
+        ),
+        "en": (
+            "Order {order_id} is cancelled. {fee_text}{refund_text}",
+            "Done: order {order_id} has been cancelled. {fee_text}{refund_text}",
+        ),
+    },
+    "dropped": {
+        "zh": (
+            "好的，那先不处理了。还有其他可以帮您的吗？",
+            "明白，这件事先放一放，有需要随时找我。",
+        ),
+        "en": (
+            "OK, I'll leave that for now. Anything else I can do?",
+            "No problem, I've dropped that request. Anything else?",
+        ),
+    },
+    "kept": {
+        "zh": (
+            "好的，订单{order_id}保持不变。还有其他需要吗？",
+            "明白，不做修改，订单{order_id}照常处理。",
+        ),
+        "en": (
+            "OK, I've left order {order_id} as it is. Anything else?",
+            "Understood, no changes to order {order_id}.",
+        ),
+    },
+    "cancel_refused": {
+        "zh": (
+            "订单{order_id}当前状态为“{status}”，无法直接取消。{advice}",
+            "抱歉，订单{order_id}已经{status}，不能取消了。{advice}",
+        ),
+        "en": (
+            "Order {order_id} is {status}, so it can't be cancelled any more. {advice}",
+            "Sorry, order {order_id} is already {status} and can't be cancelled. {advice}",
+        ),
+    },
+    "ask_address": {
+        "zh": (
+            "请发送订单{order_id}的新收货地址（省市区+详细地址），当前地址是：{current}。",
+            "好的，订单{order_id}要改到哪里？请发完整地址。现在的地址：{current}。",
+        ),
+        "en": (
+            "Please send the new shipping address for order {order_id} (street, city, postal code). The current one is: {current}.",
+            "Sure. Where should order {order_id} go instead? Current address: {current}.",
+        ),
+    },
+    "ask_address_again": {
+        "zh": (
+            "没能识别出地址，请发送完整地址，例如“上海市浦东新区世纪大道100号”。",
+            "请直接发新的收货地址（含城市和门牌号）。",
+        ),
+        "en": (
+            'I couldn\'t read an address in that. Please send the full address, e.g. "12 High Street, Springfield, 12345".',
+            "Please send the new address with street, number and city.",
+        ),
+    },
+    "ask_address_confirm": {
+        "zh": (
+            "确认把订单{order_id}的收货地址改为：{address}？",
+            "新地址是：{address}，确认修改订单{order_id}吗？",
+        ),
+        "en": (
+            "Change the shipping address of order {order_id} to: {address}?",
+            "New address: {address}. Shall I update order {order_id}?",
+        ),
+    },
+    "address_changed": {
+        "zh": (
+            "已将订单{order_id}的收货地址改为：{address}。",
+            "地址修改成功，订单{order_id}将寄往：{address}。",
+        ),
+        "en": (
+            "Done: order {order_id} will now ship to {address}.",
+            "The shipping address of order {order_id} is now {address}.",
+        ),
+    },
+    "address_refused": {
+        "zh": (
+            "订单{order_id}已{status}，收货地址无法再修改。{advice}",
+            "抱歉，订单{order_id}当前为“{status}”，不能改地址了。{advice}",
+        ),
+        "en": (
+            "Order {order_id} is already {status}, so its address can't be changed. {advice}",
+            "Sorry, order {order_id} is {status}; the address can no longer be changed. {advice}",
+        ),
+    },
+    "change_order_open": {
+        "zh": (
+            "订单{order_id}还未发货，可以在“我的订单”中修改规格和数量；如果要改收货地址，直接告诉我“改地址”即可。",
+            "订单{order_id}还没发货：规格、数量可在“我的订单”里修改，收货地址我可以帮您改。",
+        ),
+        "en": (
+            "Order {order_id} hasn't shipped, so you can change size, colour or quantity under My Orders. If it's the address, just tell me and I'll change it.",
+            "Order {order_id} can still be changed in My Orders. I can update the shipping address for you right here.",
+        ),
+    },
+    "change_order_closed": {
+        "zh": (
+            "订单{order_id}已{status}，无法修改了；收货后可以申请退换货。",
+            "抱歉，订单{order_id}当前为“{status}”，不能再修改。",
+        ),
+        "en": (
+            "Order {order_id} is {status}, so it can't be changed now; you can return or exchange it after delivery.",
+            "Sorry, order {order_id} is already {status} and can't be modified.",
+        ),
+    },
+    "ask_return_items": {
+        "zh": (
+            "订单{order_id}里有：{items}。要退哪件？回复序号、商品名，或“全部”。",
+            "请问要退订单{order_id}中的哪件商品？{items}（也可以回复“全部”）",
+        ),
+        "en": (
+            'Order {order_id} contains: {items}. Which item do you want to return? Reply with its number, its name, or "all".',
+            'Which item from order {order_id} should I return? {items} (or say "all")',
+        ),
+    },
+    "ask_return_reason": {
+        "zh": (
+            "好的，请简单说一下退货原因（比如尺码不合适、质量问题、不想要了）。",
+            "收到。方便说下退货原因吗？",
+        ),
+        "en": (
+            "Got it. What's the reason for the return (e.g. wrong size, damaged, changed my mind)?",
+            "OK. Could you tell me briefly why you're returning it?",
+        ),
+    },
+    "return_created": {
+        "zh": (
+            "退货申请{return_id}已提交（订单{order_id}：{items}），预计退款{refund}。请按“我的订单”中的退货地址寄回商品。",
+            "已为您提交退货申请{return_id}：{items}，退款金额{refund}，商品寄回后1-3个工作日处理。",
+        ),
+        "en": (
+            "Return {return_id} is registered for order {order_id} ({items}); expected refund {refund}. Please send the items back using the address shown under My Orders.",
+            "I've opened return {return_id} for {items}. Your refund of {refund} is processed 1-3 working days after the items arrive.",
+        ),
+    },
+    "return_refused": {
+        "zh": ("订单{order_id}暂时无法退货：{why}", "抱歉，订单{order_id}不能申请退货，{why}"),
+        "en": (
+            "Order {order_id} can't be returned: {why}",
+            "Sorry, a return isn't possible for order {order_id}: {why}",
+        ),
+    },
+    "refund_none": {
+        "zh": (
+            "订单{order_id}目前没有退款记录。如需退货，告诉我“退货”即可。",
+            "查了一下，订单{order_id}还没有发起退款。",
+        ),
+        "en": (
+            "There's no refund on order {order_id} yet. If you want to return it, just tell me.",
+            "Order {order_id} has no refund in progress.",
+        ),
+    },
+    "refund_pending": {
+        "zh": (
+            "订单{order_id}的退款{amount}正在处理中（申请于{requested}），一般1-3个工作日完成，到账银行卡最长7个工作日。",
+            "退款{amount}正在处理，申请时间{requested}，请耐心等待1-3个工作日。",
+        ),
+        "en": (
+            "The refund of {amount} for order {order_id} is being processed (requested {requested}); it usually completes in 1-3 working days, up to 7 for bank cards.",
+            "Your refund of {amount} (requested {requested}) is in progress and normally takes 1-3 working days.",
+        ),
+    },
+    "refund_done": {
+        "zh": (
+            "订单{order_id}的退款{amount}已于{completed}退回原支付方式。",
+            "退款已完成：{amount}，{completed}原路退回。",
+        ),
+        "en": (
+            "The refund of {amount} for order {order_id} was completed on {completed}, back to your original payment method.",
+            "Your refund of {amount} went through on {completed}.",
+        ),
+    },
+    "invoice_ready": {
+        "zh": (
+            "订单{order_id}的电子发票号码是{invoice}，可在订单详情中下载。",
+            "发票已开具：{invoice}（订单{order_id}），在订单详情里能下载。",
+        ),
+        "en": (
+            "The invoice for order {order_id} is {invoice}; you can download it from the order details.",
+            "Order {order_id} has invoice {invoice}, available in the order details.",
+        ),
+    },
+    "invoice_pending": {
+        "zh": (
+            "订单{order_id}的电子发票会在签收后24小时内开出，届时可在订单详情中下载。",
+            "订单{order_id}的发票还没开出，签收后24小时内会自动开具。",
+        ),
+        "en": (
+            "The invoice for order {order_id} is issued within 24 hours of delivery; you'll find it in the order details.",
+            "There's no invoice on order {order_id} yet: it's issued within 24 hours after delivery.",
+        ),
+    },
+    "order_busy": {
+        "zh": (
+            "抱歉，订单系统暂时繁忙，请稍等一分钟再试。",
+            "订单系统现在有点忙，麻烦您一分钟后再问我一次。",
+        ),
+        "en": (
+            "Sorry, the order system is busy right now. Please try again in a minute.",
+            "I can't reach the order system at the moment; please try again in a minute.",
+        ),
+    },
+    "order_error": {
+        "zh": (
+            "抱歉，处理订单{order_id}时出了点问题：{detail}",
+            "订单{order_id}暂时无法处理：{detail}",
+        ),
+        "en": (
+            "Sorry, something went wrong with order {order_id}: {detail}",
+            "I couldn't complete that for order {order_id}: {detail}",
+        ),
+    },
+    # -- handoff ---------------------------------------------------------------------------------
+    "handoff_customer_request": {
+        "zh": (
+            "好的，正在为您转接人工客服，请稍候，客服会接着帮您处理。",
+            "没问题，已为您转人工客服，请稍等片刻。",
+        ),
+        "en": (
+            "Sure, I'm passing you to a member of our team now. Please hold on; they'll pick up from here.",
+            "Of course, connecting you with a person. They'll be with you shortly.",
+        ),
+    },
+    "handoff_dispute": {
+        "zh": (
+            "非常抱歉给您带来困扰！这个问题需要专人核实处理，我已为您优先转接人工客服，请稍候。",
+            "真的很抱歉出现这种情况。我已把您的问题转给人工客服优先处理，请稍等。",
+        ),
+        "en": (
+            "I'm really sorry about this. It needs a person to look into it, so I've passed you to our team as a priority. Please hold on.",
+            "I'm very sorry for the trouble. I've handed this to a member of staff, who will look into it with priority.",
+        ),
+    },
+    "handoff_negative_sentiment": {
+        "zh": (
+            "非常抱歉让您不满意了，我这就为您转接人工客服，会有专人帮您处理。",
+            "很抱歉给您添麻烦了，已为您转接人工客服，请稍等。",
+        ),
+        "en": (
+            "I'm so sorry this has been frustrating. I'm bringing in a member of our team to help you personally.",
+            "I apologise for the trouble. A person from our team will take over now.",
+        ),
+    },
+    "handoff_low_confidence": {
+        "zh": (
+            "抱歉，我没能理解您的问题，已为您转接人工客服，请稍候。",
+            "不好意思，这个问题还是交给人工客服更合适，已为您转接。",
+        ),
+        "en": (
+            "Sorry, I'm not understanding you well. I've asked a member of our team to take over.",
+            "I don't want to keep guessing, so I'm passing you to a person who can help.",
+        ),
+    },
+    "handoff_order_service_down": {
+        "zh": (
+            "抱歉，订单系统一直没有响应，我已为您转接人工客服继续处理。",
+            "订单系统暂时无法使用，已为您转人工客服，请稍候。",
+        ),
+        "en": (
+            "Sorry, the order system still isn't responding, so I've passed you to a member of our team.",
+            "The order system is unavailable right now; a person from our team will help you instead.",
+        ),
+    },
+    # -- pieces ------------------------------------------------------------------------------------
+    "apology": {
+        "zh": ("非常抱歉给您带来不便。", "很抱歉让您久等了。", "抱歉给您添麻烦了。"),
+        "en": (
+            "I'm sorry about the trouble.",
+            "Sorry for the inconvenience.",
+            "I apologise for that.",
+        ),
+    },
+    "repeat_lead": {
+        "zh": ("再和您确认一下：", "补充说明一下："),
+        "en": ("To repeat: ", "Just to confirm what I said: "),
+    },
+    "recommend": {
+        "zh": ("您可能还喜欢：{items}。", "为您推荐：{items}。"),
+        "en": ("You might also like: {items}.", "Customers also picked: {items}."),
+    },
+}
+
+# Fallback answers of informational intents, used when no FAQ entry matches well enough.
+INTENT_ANSWERS: dict[str, T] = {
+    "check_payment_methods": {
+        "zh": (
+            "我们支持支付宝、微信支付、银联卡和Visa/Mastercard信用卡，部分城市支持货到付款。",
+            "可以用支付宝、微信、银联卡或Visa/Mastercard付款，部分城市可货到付款。",
+        ),
+        "en": (
+            "We accept Alipay, WeChat Pay, UnionPay cards and Visa/Mastercard; cash on delivery is available in some cities.",
+            "You can pay with Alipay, WeChat Pay, UnionPay or Visa/Mastercard, and in some cities cash on delivery.",
+        ),
+    },
+    "delivery_options": {
+        "zh": (
+            "提供标准配送（2-5天）和主要城市次日达加急（15元），满99元包邮，可在结算页选择。",
+            "配送方式有标准配送和次日达加急两种，结算时可选；订单满99元免运费。",
+        ),
+        "en": (
+            "We offer standard delivery (2-5 days) and next-day express in major cities (CNY 15); orders over CNY 99 ship free.",
+            "Choose standard delivery or next-day express at checkout; shipping is free over CNY 99.",
+        ),
+    },
+    "delivery_period": {
+        "zh": (
+            "标准配送一般2-5天送达，偏远地区约5-10天，具体以物流信息为准。",
+            "通常下单后2-5天能收到，偏远地区5-10天。",
+        ),
+        "en": (
+            "Standard delivery takes 2-5 days, 5-10 days to remote areas; the tracking page has the exact date.",
+            "Most orders arrive within 2-5 days (remote areas 5-10 days).",
+        ),
+    },
+    "check_refund_policy": {
+        "zh": (
+            "签收后7天内支持无理由退货，质量问题30天内可退；退款原路返回。",
+            "7天无理由退货，质量问题30天内可退，款项原路退回。",
+        ),
+        "en": (
+            "You can return items within 7 days of delivery for any reason, or within 30 days for quality issues; refunds go back to your payment method.",
+            "Returns are accepted within 7 days (30 days for defects), refunded to the original payment method.",
+        ),
+    },
+    "check_cancellation_fee": {
+        "zh": (
+            "订单发货前取消完全免费，款项全额原路退回；发货后无法取消，可收货后申请退货。",
+            "发货前取消不收任何费用；已发货的订单可以在签收后申请退货。",
+        ),
+        "en": (
+            "Cancelling before shipment is free and fully refunded; after shipment you can return the item instead.",
+            "There's no fee to cancel before the order ships. Once shipped, a return is the way to go.",
+        ),
+    },
+    "create_account": {
+        "zh": (
+            "在app或网站点击“注册”，用手机号或邮箱接收验证码并设置密码即可。",
+            "注册很简单：点“注册”，验证手机号或邮箱，设置密码就好。",
+        ),
+        "en": (
+            'Tap "Sign up" in the app or on the website, verify your phone or e-mail with the code we send, and set a password.',
+            "To create an account, choose Sign up, confirm your phone or e-mail, then pick a password.",
+        ),
+    },
+    "delete_account": {
+        "zh": (
+            "可在“设置-账户与安全-注销账户”中申请，注销前请确认没有未完成的订单和售后，注销后无法恢复。",
+            "注销入口在“设置-账户与安全”。注意：注销后数据无法恢复。",
+        ),
+        "en": (
+            "Go to Settings > Account & security > Delete account. Make sure no orders or returns are open; deletion can't be undone.",
+            "You can delete your account under Settings > Account & security. This is permanent.",
+        ),
+    },
+    "edit_account": {
+        "zh": (
+            "在“我的-设置-个人资料”中可以修改昵称、手机号、邮箱等信息。",
+            "个人信息可以在“设置-个人资料”里修改。",
+        ),
+        "en": (
+            "You can change your name, phone number and e-mail under Me > Settings > Profile.",
+            "Profile details can be edited in Settings > Profile.",
+        ),
+    },
+    "recover_password": {
+        "zh": (
+            "在登录页点击“忘记密码”，通过绑定的手机号或邮箱接收验证码后设置新密码。",
+            "点登录页的“忘记密码”，验证手机或邮箱后即可重设。",
+        ),
+        "en": (
+            'On the sign-in page choose "Forgot password", confirm the code sent to your phone or e-mail, and set a new password.',
+            'Use "Forgot password" on the sign-in page to reset it with a code to your phone or e-mail.',
+        ),
+    },
+    "registration_problems": {
+        "zh": (
+            "收不到验证码请检查号码是否正确、短信是否被拦截，稍后再试；仍不行可以转人工客服。",
+            "注册遇到问题的话，先确认手机号或邮箱填写正确，并检查验证码是否被拦截。",
+        ),
+        "en": (
+            "If the code doesn't arrive, check the number or address, look in spam or blocked messages, and try again in a minute.",
+            "Registration trouble is usually the verification code: check your number or e-mail and your spam folder, then retry.",
+        ),
+    },
+    "switch_account": {
+        "zh": (
+            "在“我的-设置”中退出当前账户，再用另一个账户登录即可。",
+            "先退出登录，再登录另一个账户就可以切换。",
+        ),
+        "en": (
+            "Sign out under Me > Settings, then sign in with the other account.",
+            "To switch, log out and log back in with the other account.",
+        ),
+    },
+    "newsletter_subscription": {
+        "zh": (
+            "在“我的-设置-消息通知”中可以订阅或退订优惠资讯。",
+            "订阅或退订资讯请到“设置-消息通知”。",
+        ),
+        "en": (
+            "You can subscribe to or unsubscribe from our newsletter under Settings > Notifications.",
+            "Newsletter preferences are in Settings > Notifications.",
+        ),
+    },
+    "contact_customer_service": {
+        "zh": (
+            "客服每天9:00-22:00在线，热线400-800-1234，也可以直接在这里咨询我。",
+            "人工客服时间每天9:00-22:00，电话400-800-1234。",
+        ),
+        "en": (
+            "Customer service is available 9:00-22:00 every day on 400-800-1234, or right here in chat.",
+            "You can reach us daily 9:00-22:00 at 400-800-1234, or keep chatting with me.",
+        ),
+    },
+    "place_order": {
+        "zh": (
+            "选好商品后加入购物车，点击“结算”，确认地址和支付方式后提交订单即可。",
+            "下单步骤：加入购物车 → 结算 → 确认地址和支付 → 提交。",
+        ),
+        "en": (
+            "Add the items to your cart, tap Checkout, confirm the address and payment method, and place the order.",
+            "To order: add to cart, check out, confirm address and payment, done.",
+        ),
+    },
+    "review": {
+        "zh": (
+            "签收后在“我的订单”中点击“评价”，就可以为商品打分和留言。",
+            "收货后可在订单里点“评价”发表评价，感谢您的反馈！",
+        ),
+        "en": (
+            "After delivery, open the order under My Orders and tap Review to rate the product.",
+            "You can leave a review from My Orders once the order is delivered. Thanks for the feedback!",
+        ),
+    },
+    "payment_issue": {
+        "zh": (
+            "请确认银行卡余额和限额，换一种支付方式重试；如果已扣款但订单未支付，款项会自动原路退回。",
+            "支付失败的话可以换个支付方式试试；重复或多扣的款项会自动退回。",
+        ),
+        "en": (
+            "Please check your card balance and limits and try another payment method; if you were charged but the order shows unpaid, the money is refunded automatically.",
+            "Try a different payment method; any amount taken without a paid order is refunded automatically.",
+        ),
+    },
+    "set_up_shipping_address": {
+        "zh": (
+            "在“我的-收货地址”中可以新增、编辑地址并设置默认地址。",
+            "收货地址在“我的-收货地址”里管理，可以设置默认地址。",
+        ),
+        "en": (
+            "Add or edit addresses under Me > Addresses, where you can also set a default one.",
+            "Your address book is under Me > Addresses; pick one as the default.",
+        ),
+    },
+}
+
+# Why an order cannot do something, and what to do instead.
+ADVICE: dict[str, dict[str, str]] = {
+    "shipped_cancel": {
+        "zh": "可以拒收包裹，或签收后申请7天无理由退货。",
+        "en": "You can refuse the delivery, or return it within 7 days of delivery.",
+    },
+    "already_closed": {"zh": "", "en": ""},
+    "shipped_address": {
+        "zh": "可以联系快递公司尝试改派。",
+        "en": "You could ask the carrier to redirect the parcel.",
+    },
+    "not_delivered": {
+        "zh": "订单还没签收，签收后才能申请退货。",
+        "en": "it hasn't been delivered yet; returns open after delivery.",
+    },
+    "not_delivered_open": {
+        "zh": "订单还没发货，可以直接取消订单。",
+        "en": "it hasn't shipped yet, so you can simply cancel it.",
+    },
+    "window_closed": {
+        "zh": "已超过退货期限（{deadline}）。",
+        "en": "the return window closed on {deadline}.",
+    },
+    "window_passed": {
+        "zh": "已超过签收后7天的退货期限。",
+        "en": "the 7-day return window after delivery has closed.",
+    },
+    "return_generic": {
+        "zh": "该订单目前不符合退货条件，如有疑问可以转人工客服。",
+        "en": "it doesn't meet the return conditions right now; a person from our team can look into it if you like.",
+    },
+    "already_returned": {"zh": "该订单已经退货。", "en": "it has already been returned."},
+    "cancel_what": {"zh": "取消", "en": "be cancelled"},
+    "cancel_why": {
+        "zh": "发货前的订单才能取消。",
+        "en": "Only orders that haven't shipped can be cancelled.",
+    },
+    "address_what": {"zh": "修改地址", "en": "have its address changed"},
+    "address_why": {
+        "zh": "发货前的订单才能改地址。",
+        "en": "Addresses can only change before shipment.",
+    },
+    "return_what": {"zh": "退货", "en": "be returned"},
+    "return_why": {
+        "zh": "签收后7天内的订单才能申请退货。",
+        "en": "Returns are possible for delivered orders within the return window.",
+    },
+    "refund_what": {"zh": "查询退款", "en": "have a refund"},
+    "refund_why": {"zh": "", "en": ""},
+    "fee_free": {"zh": "本次取消不收费。", "en": "No fee was charged. "},
+    "fee_charged": {
+        "zh": "收取取消手续费{fee}。",
+        "en": "A cancellation fee of {fee} was charged. ",
+    },
+    "refund_back": {
+        "zh": "{refund}将原路退回。",
+        "en": "{refund} goes back to your original payment method.",
+    },
+    "nothing_paid": {
+        "zh": "订单未付款，无需退款。",
+        "en": "Nothing was paid, so there is nothing to refund.",
+    },
+    # the fee rule of services/orders/rules.py, stated before the customer confirms
+    "fee_rule_unpaid": {
+        "zh": "订单还未付款，取消不产生任何费用。",
+        "en": "It hasn't been paid, so cancelling costs nothing.",
+    },
+    "fee_rule_free": {
+        "zh": "付款未满24小时，现在取消免费，{total}原路退回。",
+        "en": "It was paid less than 24 hours ago, so cancelling is free and {total} is refunded.",
+    },
+    "fee_rule_fee": {
+        "zh": "付款已超过24小时，取消需收取订单金额5%的手续费{fee}（最多20元），其余{refund}原路退回。",
+        "en": "It was paid more than 24 hours ago, so a fee of {fee} applies (5% of the total, at most ¥20) and {refund} is refunded.",
+    },
+    "all_items": {"zh": "全部商品", "en": "all items"},
+    "list_sep": {"zh": "、", "en": ", "},
+    "or_sep": {"zh": "、还是", "en": ", or "},
+}
+
+CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£"}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class TemplateError(KeyError):
+    """A template id or language that does not exist (a programming error, not bad input)."""
+
+
+def variants(template_id: str, language: str) -> Sequence[str]:
+    table = TEMPLATES.get(template_id)
+    if table is None and template_id.startswith("intent:"):
+        table = INTENT_ANSWERS.get(template_id.removeprefix("intent:"))
+    if table is None:
+        raise TemplateError(f"no template {template_id!r}")
+    lang = language if language in table else "en"
+    return table[lang]
+
+
+def has_intent_answer(intent: str) -> bool:
+    return intent in INTENT_ANSWERS
+
+
+def render(
+    template_id: str, language: str, slots: Mapping[str, str], rotation: dict[str, int]
+) -> str:
+    """Fill the next variant of a template; ``rotation`` (from the dialogue state) is updated so
+    the following use of the same template picks a different variant."""
+    options = variants(template_id, language)
+    index = (rotation.get(template_id, -1) + 1) % len(options)
+    rotation[template_id] = index
+    return options[index].format_map(dict(slots))
+
+
+def advice(key: str, language: str, **slots: str) -> str:
+    text = ADVICE[key]["zh" if language == "zh" else "en"]
+    return text.format_map(slots) if slots else text
+
+
+def money(currency: str, cents: int) -> str:
+    amount = f"{cents / 100:.2f}"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency}".strip()
+
+
+def date_text(when: dt.datetime | dt.date | None, language: str) -> str:
+    if when is None:
+        return "待定" if language == "zh" else "to be confirmed"
+    if language == "zh":
+        return f"{when.month}月{when.day}日"
+    return f"{_MONTHS[when.month - 1]} {when.day}"
+
+
+def status_name(status: str, language: str) -> str:
+    return STATUS_NAMES.get(status, {}).get(language, status)
+
+
+def intent_name(intent: str, language: str) -> str:
+    return INTENT_NAMES.get(intent, {}).get(language, intent.replace("_", " "))
+
+
+def join_list(items: Sequence[str], language: str) -> str:
+    return advice("list_sep", language).join(items)
+
+
+def join_choices(items: Sequence[str], language: str) -> str:
+    """ "A, B, or C" / "A、B、还是C" for questions that offer choices."""
+    if len(items) <= 1:
+        return "".join(items)
+    return advice("list_sep", language).join(items[:-1]) + advice("or_sep", language) + items[-1]

@@ -1,0 +1,419 @@
+"""The reply policy turn by turn, against a fake OrderService (pure logic, no services)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from kefu.v1.events_pb2 import Envelope
+from services.reply.decide import Recommended, turn_from_envelope
+from services.reply.state import DialogueState
+from tests.unit.test_reply_fakes import CASE, EARBUDS, MUG, Chat, FakeFaq, FakeOrders, make_order
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def shop() -> FakeOrders:
+    """u1001 has a shipped case, paid earbuds, a delivered 2-line order; u2001 one order."""
+    return FakeOrders(
+        [
+            make_order("7730192846", "u1001", "shipped", (CASE,)),
+            make_order("7730192812", "u1001", "paid", (EARBUDS,), paid_hours_ago=2),
+            make_order(
+                "7730192857",
+                "u1001",
+                "delivered",
+                (CASE, MUG),
+                delivered_days_ago=2,
+                invoice="INV20261120000123",
+            ),
+            make_order("5520481139", "u2001", "shipped", (MUG,)),
+        ]
+    )
+
+
+# -- small talk, FAQ, templates -------------------------------------------------------------------
+def test_greeting_is_answered_in_the_customers_language() -> None:
+    zh = Chat(shop(), language="zh").say("你好", "greeting")
+    en = Chat(shop(), language="en").say("hello", "greeting")
+    assert zh.action == en.action == "answer"
+    assert CJK.search(zh.text) and not CJK.search(en.text)
+    assert zh.language == "zh" and en.language == "en"
+
+
+def test_informational_intent_uses_the_faq_when_it_matches_else_the_template() -> None:
+    faq = FakeFaq({"包邮": ("faq-shipping-fee", "订单实付满99元包邮。")})
+    chat = Chat(shop(), language="zh", faq=faq)
+    hit = chat.say("满多少包邮", "delivery_options")
+    assert hit.action == "faq" and hit.faq_id == "faq-shipping-fee" and hit.faq_score > 0.9
+    assert hit.text == "订单实付满99元包邮。"
+    miss = chat.say("有哪些配送方式", "delivery_options")
+    assert miss.action == "answer" and miss.template_id == "intent:delivery_options"
+    assert "no FAQ entry" in miss.reason
+
+
+def test_without_faq_search_templates_answer_and_say_why() -> None:
+    d = Chat(shop()).say("how can I pay?", "check_payment_methods")
+    assert d.action == "answer" and "Alipay" in d.text and "unavailable" in d.reason
+
+
+def test_out_of_scope_offers_what_the_bot_can_do_unless_the_faq_knows() -> None:
+    chat = Chat(shop(), faq=FakeFaq({"authentic": ("faq-product-authenticity", "All genuine.")}))
+    d = chat.say("what's the weather tomorrow", "out_of_scope")
+    assert d.action == "clarify" and "track" in d.text
+    d = chat.say("are your products authentic?", "out_of_scope")
+    assert d.action == "faq" and d.faq_id == "faq-product-authenticity"
+
+
+# -- low confidence -------------------------------------------------------------------------------
+def test_one_low_confidence_turn_clarifies_with_top_intents_two_hand_off() -> None:
+    chat = Chat(shop())
+    ranking = (("track_order", 0.4), ("track_refund", 0.3), ("out_of_scope", 0.2))
+    first = chat.say("where is the thing", "track_order", 0.4, ranking=ranking)
+    assert first.action == "clarify"
+    assert first.choices == ["Track an order", "Track a refund"]
+    second = chat.say("the thing!!", "track_order", 0.3, ranking=ranking)
+    assert second.action == "handoff" and second.handoff_reason == "low_confidence"
+    assert second.handoff_priority == "low"
+
+
+def test_a_confident_turn_resets_the_low_confidence_streak() -> None:
+    chat = Chat(shop())
+    chat.say("hmm", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2)))
+    chat.say("hi", "greeting")
+    d = chat.say("hmm", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2)))
+    assert d.action == "clarify"
+
+
+# -- order slot filling ---------------------------------------------------------------------------
+def test_missing_order_id_lists_recent_orders_then_accepts_the_second_one() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    ask = chat.say("where is my order?", "track_order")
+    assert ask.action == "ask" and ask.order_call is not None and ask.order_call.rpc == "ListOrders"
+    assert len(ask.choices) == 3 and "7730192846" in ask.choices[0]
+    assert chat.state.pending is not None and chat.state.pending.awaiting == "order_choice"
+    got = chat.say("the second one", "out_of_scope", 0.9)
+    assert got.action == "order" and got.order_call is not None
+    assert (got.order_call.rpc, got.order_call.order_id) == ("GetOrder", "7730192812")
+    assert chat.state.pending is None
+
+
+def test_order_reference_by_product_name_in_chinese_and_by_ordinal() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("我的快递到哪了", "track_order")
+    d = chat.say("那个耳机的", "out_of_scope", 0.8)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"  # 无线蓝牙耳机
+    chat.say("查一下物流", "track_order")
+    d = chat.say("第一个", "", 0.1)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192846"
+    assert "SF1234567890123" in d.text and "顺丰" in d.text
+
+
+def test_order_reference_by_english_product_and_typed_id() -> None:
+    chat = Chat(shop())
+    chat.say("track my order", "track_order")
+    d = chat.say("the earbuds please", "out_of_scope", 0.6)
+    assert d.order_call is not None and d.order_call.order_id == "7730192812"
+    chat.say("track my order", "track_order")
+    d = chat.say("7730192846", "track_order", 0.4)
+    assert d.order_call is not None and d.order_call.order_id == "7730192846"
+
+
+def test_product_named_in_the_first_message_picks_the_order_at_once() -> None:
+    d = Chat(shop()).say("where are my earbuds?", "track_order", products=("P10002",))
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"
+
+
+def test_an_unclear_answer_asks_again_and_a_new_request_drops_the_pending_one() -> None:
+    chat = Chat(shop())
+    chat.say("where is my order", "track_order")
+    again = chat.say("hmm which one was it", "out_of_scope", 0.5)
+    assert again.action == "ask" and again.template_id == "ask_order_choice_again"
+    assert chat.state.pending is not None
+    moved = chat.say("how can I pay", "check_payment_methods")
+    assert moved.action == "answer" and chat.state.pending is None
+
+
+def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
+    d = Chat(shop()).say("where is 7730192846", "track_order")
+    assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
+    assert "SF1234567890123" in d.text and "Nov 26" in d.text
+
+
+# -- authorisation --------------------------------------------------------------------------------
+def test_another_users_order_answers_exactly_like_a_missing_one() -> None:
+    orders = shop()
+    foreign = Chat(orders).say("where is 5520481139", "track_order")  # u2001's order
+    missing = Chat(orders).say("where is 5520481100", "track_order")  # nobody's
+    assert foreign.action == missing.action == "order"
+    assert foreign.order_call is not None and missing.order_call is not None
+    assert foreign.order_call.code == missing.order_call.code == "NOT_FOUND"
+    assert foreign.text.replace("5520481139", "#") == missing.text.replace("5520481100", "#")
+    assert all(user == "u1001" for _, user, _ in orders.calls)  # never the id's owner
+
+
+# -- cancel with confirmation ---------------------------------------------------------------------
+def test_cancel_asks_first_with_the_fee_rule_then_cancels_on_yes() -> None:
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    ask = chat.say("取消订单7730192812", "cancel_order")
+    assert ask.action == "ask" and "24小时" in ask.text and "免费" in ask.text
+    assert [c[0] for c in orders.calls] == ["GetOrder"]  # nothing cancelled yet
+    done = chat.say("好的", "thanks", 0.9)  # "好的" is read as the confirmation
+    assert done.action == "order" and done.order_call is not None
+    assert (done.order_call.rpc, done.order_call.code) == ("CancelOrder", "OK")
+    assert "已取消" in done.text or "已为您取消" in done.text
+
+
+def test_cancel_states_the_fee_for_an_order_paid_long_ago() -> None:
+    orders = FakeOrders([make_order("7730192823", "u2001", "paid", (EARBUDS,), paid_hours_ago=30)])
+    ask = Chat(orders, user_id="u2001").say("cancel 7730192823", "cancel_order")
+    assert ask.action == "ask" and "¥9.95" in ask.text and "¥189.05" in ask.text
+
+
+def test_cancel_declined_keeps_the_order() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("cancel order 7730192812", "cancel_order")
+    no = chat.say("no, keep it", "out_of_scope", 0.5)
+    assert no.action == "answer" and "7730192812" in no.text
+    assert "CancelOrder" not in [c[0] for c in orders.calls]
+    assert chat.state.pending is None
+
+
+def test_a_shipped_order_cannot_be_cancelled_and_no_confirmation_is_asked() -> None:
+    orders = shop()
+    d = Chat(orders).say("cancel 7730192846", "cancel_order")
+    assert d.action == "order" and "return" in d.text.lower()
+    assert "CancelOrder" not in [c[0] for c in orders.calls]
+
+
+# -- change address -------------------------------------------------------------------------------
+def test_change_address_collects_confirms_then_changes() -> None:
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    ask = chat.say("7730192812 改一下收货地址", "change_shipping_address")
+    assert ask.action == "ask" and "旧地址1号" in ask.text
+    confirm = chat.say("广东省深圳市南山区科技园路1号", "set_up_shipping_address", 0.7)
+    assert confirm.action == "ask" and "科技园路1号" in confirm.text
+    done = chat.say("确认", "", 0.2)
+    assert done.action == "order" and done.order_call is not None
+    assert done.order_call.rpc == "ChangeShippingAddress"
+    sent = orders.last_request["address"]
+    assert sent.line1 == "广东省深圳市南山区科技园路1号" and sent.city == "深圳市"
+    assert sent.name == "王小明" and sent.phone == "13800138000"  # kept from the order
+
+
+# -- returns --------------------------------------------------------------------------------------
+def test_return_asks_which_item_and_why_then_creates_the_return() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    which = chat.say("I want to return order 7730192857", "get_refund")
+    assert which.action == "ask" and len(which.choices) == 2
+    why = chat.say("the phone case", "out_of_scope", 0.5)
+    assert why.action == "ask" and why.template_id == "ask_return_reason"
+    done = chat.say("it is too small", "out_of_scope", 0.4)
+    assert done.action == "order" and done.order_call is not None
+    assert done.order_call.rpc == "CreateReturn"
+    assert orders.last_request["product_ids"] == ["P10001"]
+    assert orders.last_request["reason"] == "it is too small"
+    assert "R7730192857" in done.text and "¥59.00" in done.text
+
+
+def test_return_outside_the_window_is_refused_with_the_reason() -> None:
+    orders = FakeOrders([make_order("7730192868", "u1001", "delivered", delivered_days_ago=30)])
+    d = Chat(orders).say("refund 7730192868", "get_refund")
+    assert d.action == "order" and "window" in d.text
+
+
+def test_track_refund_and_invoice() -> None:
+    orders = FakeOrders(
+        [
+            make_order(
+                "7730192879",
+                "u1001",
+                "delivered",
+                delivered_days_ago=3,
+                refund_status="pending",
+                invoice="INV1",
+            )
+        ]
+    )
+    chat = Chat(orders)
+    refund = chat.say("where is my refund for 7730192879", "track_refund")
+    assert refund.order_call is not None and refund.order_call.rpc == "GetRefundStatus"
+    assert "being processed" in refund.text or "in progress" in refund.text
+    invoice = chat.say("invoice for 7730192879", "get_invoice")
+    assert invoice.action == "order" and "INV1" in invoice.text
+
+
+# -- handoff ----------------------------------------------------------------------------------------
+def test_customer_request_hands_off_then_forwards_until_released() -> None:
+    chat = Chat(shop())
+    chat.say("where is 7730192846", "track_order")
+    d = chat.say("I want to talk to a human agent", "contact_human_agent")
+    assert d.action == "handoff" and d.handoff_reason == "customer_request"
+    assert d.handoff_priority == "normal" and "7730192846" in d.handoff_summary
+    assert chat.state.handoff.active
+    quiet = chat.say("hello? anyone there?", "greeting")
+    assert quiet.action == "forward" and quiet.text == ""
+    chat.state.handoff.active = False  # what StateStore.release_handoff does on release
+    back = chat.say("thanks", "thanks")
+    assert back.action == "answer" and back.text
+
+
+def test_disputes_hand_off_with_an_apology_first() -> None:
+    d = Chat(shop()).say("You charged me twice for the same order!", "payment_issue")
+    assert d.action == "handoff" and d.handoff_reason == "dispute" and d.handoff_priority == "high"
+    assert d.text.startswith("I'm") and "sorry" in d.text.lower()
+    zh = Chat(shop(), language="zh").say("我要投诉你们", "complaint", 0.9)
+    assert zh.action == "handoff" and zh.handoff_reason == "dispute" and "抱歉" in zh.text
+
+
+def test_escalation_and_worsening_sentiment_hand_off() -> None:
+    urgent = Chat(shop()).say(
+        "this is unacceptable!!!", "track_order", sentiment="negative", negative=0.99, escalate=True
+    )
+    assert urgent.action == "handoff" and urgent.handoff_reason == "negative_sentiment"
+    assert urgent.handoff_priority == "urgent"
+    chat = Chat(shop())
+    first = chat.say(
+        "where is my stuff, so slow", "track_order", sentiment="negative", negative=0.8
+    )
+    assert first.action == "ask" and first.text.startswith(("I'm sorry", "Sorry", "I apologise"))
+    chat.say("still nothing", "out_of_scope", sentiment="negative", negative=0.85)
+    third = chat.say("useless", "out_of_scope", sentiment="negative", negative=0.9)
+    assert third.action == "handoff" and third.handoff_reason == "negative_sentiment"
+
+
+# -- order service outage ---------------------------------------------------------------------------
+def test_order_service_outage_answers_gracefully_then_hands_off() -> None:
+    orders = shop()
+    orders.down = True
+    chat = Chat(orders)
+    busy = chat.say("where is 7730192846", "track_order")
+    assert busy.action == "order" and busy.order_call is not None
+    assert busy.order_call.code == "UNAVAILABLE" and "minute" in busy.text
+    assert chat.state.pending is not None and chat.state.pending.awaiting == "retry"
+    again = chat.say("try again please", "out_of_scope", 0.5)
+    assert again.action == "handoff" and again.handoff_reason == "order_service_down"
+
+
+def test_retry_after_a_short_outage_completes_the_request() -> None:
+    orders = shop()
+    orders.down = True
+    chat = Chat(orders, language="zh")
+    chat.say("7730192846到哪了", "track_order")
+    orders.down = False
+    d = chat.say("再试一下", "", 0.2)
+    assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
+    assert chat.state.order_failures == 0
+
+
+# -- style ------------------------------------------------------------------------------------------
+def test_never_the_same_sentence_on_consecutive_turns() -> None:
+    chat = Chat(shop(), faq=FakeFaq({"pay": ("faq-payment-methods", "Alipay, WeChat Pay, cards.")}))
+    texts = [chat.say("hi", "greeting").text for _ in range(4)]
+    assert all(a != b for a, b in itertools.pairwise(texts))
+    faq1 = chat.say("how to pay", "check_payment_methods").text
+    faq2 = chat.say("how to pay", "check_payment_methods").text
+    assert faq1 != faq2 and faq2.endswith("Alipay, WeChat Pay, cards.")
+
+
+def test_recommendations_are_appended_in_the_customers_language() -> None:
+    recs = (Recommended("钢化膜", "常与手机壳一起购买"),)
+    d = Chat(shop(), language="zh").say("谢谢", "thanks", recommendations=recs)
+    assert d.action == "answer" and "钢化膜（常与手机壳一起购买）" in d.text
+
+
+# -- the envelope side ------------------------------------------------------------------------------
+def test_turn_from_envelope_and_reply_section() -> None:
+    env = Envelope(
+        message_id="m1",
+        conversation_id="c1",
+        user_id="u1001",
+        text="你好",
+        masked_text="你好",
+        language="zh",
+    )
+    env.nlu.intent = "greeting"
+    env.nlu.confidence = 0.9
+    env.nlu.ranking.add(intent="greeting", score=0.9)
+    env.nlu.entities.add(type="order_id", text="7730192846", value="7730192846")
+    env.sentiment.label = "negative"
+    env.sentiment.scores.add(label="negative", score=0.7)
+    env.recommend.attached = True
+    env.recommend.items.add(product_id="P1", name="钢化膜", reason="常一起买")
+    turn = turn_from_envelope(env)
+    assert (
+        turn.language == "zh"
+        and turn.intent == "greeting"
+        and turn.negative_score == pytest.approx(0.7)
+    )
+    assert turn.values("order_id") == ["7730192846"]
+    assert turn.recommendations[0].name == "钢化膜"
+    assert turn_from_envelope(Envelope(language="other")).language == "en"
+
+    chat = Chat(shop())
+    d = chat.say("where is 7730192846", "track_order")
+    section = d.to_section(chat.state)
+    assert section.action == "order" and section.turn == 1
+    assert section.order_call.rpc == "GetOrder" and section.order_call.code == "OK"
+    assert section.slots["order_id"] == "7730192846"
+
+
+def test_state_survives_a_round_trip_through_its_document() -> None:
+    chat = Chat(shop())
+    chat.say("where is my order", "track_order")
+    doc = chat.state.to_doc()
+    again = DialogueState.from_doc(doc)
+    assert again == chat.state
+    assert doc["_id"] == "conv-1" and doc["pending"]["awaiting"] == "order_choice"
+
+
+def test_a_complaint_shaped_answer_to_a_pending_question_is_not_a_handoff() -> None:
+    orders = FakeOrders([make_order("7730192857", "u1001", "delivered", delivered_days_ago=1)])
+    chat = Chat(orders)
+    chat.say("return order 7730192857", "get_refund")
+    d = chat.say("it arrived broken", "complaint", 0.9)
+    assert d.action == "order" and d.order_call is not None and d.order_call.rpc == "CreateReturn"
+    assert Chat(shop()).say("your service is terrible", "complaint", 0.9).action == "handoff"
+
+
+def test_a_return_reason_that_reads_like_another_request_is_still_the_reason() -> None:
+    orders = FakeOrders([make_order("7730192857", "u1001", "delivered", delivered_days_ago=1)])
+    chat = Chat(orders, language="zh")
+    chat.say("订单7730192857我要退货", "get_refund")
+    d = chat.say("尺码不合适", "change_order", 0.9)
+    assert d.action == "order" and orders.last_request["reason"] == "尺码不合适"
+    chat.say("订单7730192857我要退货", "get_refund")
+    moved = chat.say("你们支持哪些付款方式？", "check_payment_methods", 0.95)
+    assert moved.action == "answer" and chat.state.pending is None
+
+
+def test_a_general_question_with_an_order_intent_is_answered_from_the_faq() -> None:
+    faq = FakeFaq({"退款多久": ("faq-refund-time", "1-3个工作日。")})
+    chat = Chat(shop(), language="zh", faq=faq)
+    general = chat.say("退款多久能到账？", "track_refund")
+    assert general.action == "faq" and general.faq_id == "faq-refund-time"
+    own = chat.say("我的退款多久能到账？", "track_refund")  # "我的": about their own orders
+    assert own.order_call is not None and own.order_call.rpc == "ListOrders"
+    assert own.template_id == "no_refunds"
+    chat.say("我的订单到哪了", "track_order")
+    assert chat.state.pending is not None
+    thanks = chat.say("谢谢", "thanks")  # ends the pending request
+    assert thanks.action == "answer" and chat.state.pending is None
+
+
+def test_an_order_id_carries_a_hesitant_order_intent() -> None:
+    ranking = (("track_order", 0.42), ("change_shipping_address", 0.3))
+    d = Chat(shop()).say("Where is order 7730192846?", "track_order", 0.42, ranking=ranking)
+    assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
+    d = Chat(shop()).say("Where is order 7730192846?", "track_order", 0.2, ranking=ranking)
+    assert d.action == "clarify"

@@ -1,0 +1,129 @@
+"""FAQ files, the index and the threshold measurement, with a deterministic stand-in encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.reply.faq import (
+    FaqEntry,
+    FaqError,
+    FaqIndex,
+    choose_threshold,
+    holdout_split,
+    load_faq_files,
+    measure,
+)
+
+
+class CharGrams:
+    """Character bigrams hashed into 512 dimensions: similar strings get similar vectors."""
+
+    def __init__(self) -> None:
+        self.prefixes: list[str] = []
+
+    def embed(self, texts: Sequence[str], prefix: str = "passage: ") -> np.ndarray:
+        self.prefixes.append(prefix)
+        out = np.zeros((len(texts), 512), dtype=np.float32)
+        for row, text in enumerate(texts):
+            t = f" {text.lower()} "
+            for a, b in itertools.pairwise(t):
+                out[row, int(hashlib.md5((a + b).encode()).hexdigest(), 16) % 512] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+ENTRIES = [
+    FaqEntry("faq-ship", "en", "How much is shipping?", ("is delivery free",), "Free over ¥99."),
+    FaqEntry("faq-ship", "zh", "运费怎么收？", ("包邮吗",), "满99元包邮。"),
+    FaqEntry(
+        "faq-pay", "en", "Which payment methods?", ("can I pay with a card",), "Cards, Alipay."
+    ),
+    FaqEntry("faq-pay", "zh", "支持哪些支付方式？", ("能刷卡吗",), "支持银行卡和支付宝。"),
+]
+
+
+def test_the_shipped_faq_files_are_complete_and_bilingual() -> None:
+    entries = load_faq_files()
+    by_lang: dict[str, set[str]] = {}
+    for e in entries:
+        by_lang.setdefault(e.language, set()).add(e.id)
+        assert e.answer and e.question and e.alt_questions, e.id
+    assert set(by_lang) == {"zh", "en"}
+    assert by_lang["zh"] == by_lang["en"] and len(by_lang["zh"]) >= 40
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"en.yaml": "- {id: a, question: q}"}, "'answer' must be a non-empty string"),
+        (
+            {"en.yaml": "- {id: a, question: q, answer: x}\n- {id: a, question: q, answer: y}"},
+            "duplicate id",
+        ),
+        (
+            {
+                "en.yaml": "- {id: a, question: q, answer: x}",
+                "zh.yaml": "- {id: b, question: q, answer: x}",
+            },
+            "each entry must exist in every language",
+        ),
+        ({"en.yaml": "id: [unclosed"}, "not valid YAML"),
+        ({"fr.yaml": "- {id: a, question: q, answer: x}"}, "must be a language"),
+        ({"en.yaml": "- {id: a, question: q, answer: x, alt_questions: q2}"}, "must be a list"),
+    ],
+)
+def test_malformed_faq_files_say_what_to_fix(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    for name, text in files.items():
+        _write(tmp_path, name, text)
+    with pytest.raises(FaqError, match=message):
+        load_faq_files(tmp_path)
+
+
+def test_no_faq_files_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FaqError, match="no FAQ files"):
+        load_faq_files(tmp_path)
+
+
+def test_index_answers_in_the_customers_language_above_the_threshold_only() -> None:
+    embedder = CharGrams()
+    index = FaqIndex(ENTRIES, embedder, ("query: ", "query: "), threshold=0.9)
+    hit = index.lookup("How much is shipping?", "zh")
+    assert hit is not None and hit.faq_id == "faq-ship" and hit.language == "zh"
+    assert hit.answer == "满99元包邮。" and hit.score > 0.99
+    assert index.lookup("what is the meaning of life", "en") is None
+    assert set(embedder.prefixes) == {"query: "}
+
+
+def test_holdout_split_keeps_the_held_out_question_out_of_the_index() -> None:
+    indexed, held = holdout_split(ENTRIES)
+    assert len(held) == len(ENTRIES)
+    assert ("faq-ship", "is delivery free") in held
+    assert ("faq-ship", "is delivery free") not in indexed
+    assert ("faq-ship", "How much is shipping?") in indexed
+
+
+def test_choose_threshold_prefers_precision() -> None:
+    positives = [(True, 0.95), (True, 0.93), (False, 0.91), (True, 0.90)]
+    negatives = [0.80, 0.85, 0.905]
+    best = choose_threshold(positives, negatives)
+    assert best["threshold"] == pytest.approx(0.915, abs=0.011)
+    assert best["precision"] == 1.0 and best["recall"] == 0.5
+
+
+def test_measure_reports_both_prefix_schemes() -> None:
+    result = measure(ENTRIES, CharGrams(), ["completely unrelated words"])
+    assert result["queries"] == 4 and result["negatives"] == 1
+    for scheme in ("query-query", "query-passage"):
+        assert 0.0 <= result[scheme]["top1_accuracy"] <= 1.0
+        assert "threshold" in result[scheme]["best"]

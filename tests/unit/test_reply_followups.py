@@ -1,0 +1,141 @@
+"""Reading short answers: yes / no, which order, which item, a new address."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.reply.followups import (
+    address_text,
+    ordinal,
+    parse_address,
+    pick_choice,
+    pick_items,
+    yes_or_no,
+)
+from services.reply.state import OrderChoice
+
+CHOICES = [
+    OrderChoice("7730192846", "shipped", ["Silicone Phone Case"], ["硅胶手机壳"], ["P10001"]),
+    OrderChoice("7730192812", "paid", ["Wireless Earbuds"], ["无线蓝牙耳机"], ["P10002"]),
+    OrderChoice(
+        "7730192857",
+        "delivered",
+        ["Ceramic Mug", "Phone Stand"],
+        ["陶瓷马克杯", "手机支架"],
+        ["P10003", "P10004"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("yes", True),
+        ("Yes please", True),
+        ("ok", True),
+        ("sure, go ahead", True),
+        ("好的", True),
+        ("好", True),
+        ("确认", True),
+        ("是的，取消吧", True),
+        ("嗯嗯", True),
+        ("no", False),
+        ("no thanks", False),
+        ("don't", False),
+        ("不用了", False),
+        ("不取消", False),
+        ("不可以", False),
+        ("算了吧", False),
+        ("never mind", False),
+        ("我要查物流", None),
+        ("what is the fee?", None),
+        ("这是什么", None),
+        ("hello there how are you doing today, I wanted to ask something", None),
+    ],
+)
+def test_yes_or_no(text: str, expected: bool | None) -> None:
+    assert yes_or_no(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the second one", 2),
+        ("2", 2),
+        ("#3", 3),
+        ("number 1", 1),
+        ("the first", 1),
+        ("the last one", -1),
+        ("第二个", 2),
+        ("第3个", 3),
+        ("第一笔订单", 1),
+        ("最后一个", -1),
+        ("最近的那个", 1),
+        ("two", 2),
+        ("the phone case", None),
+        ("那个耳机的", None),
+    ],
+)
+def test_ordinal(text: str, expected: int | None) -> None:
+    assert ordinal(text) == expected
+
+
+def test_pick_choice_by_position_name_product_and_id() -> None:
+    assert pick_choice("the second one", CHOICES) is CHOICES[1]
+    assert pick_choice("第二个", CHOICES) is CHOICES[1]
+    assert pick_choice("the last one", CHOICES) is CHOICES[2]
+    assert pick_choice("the phone case", CHOICES) is CHOICES[0]
+    assert pick_choice("那个耳机的", CHOICES) is CHOICES[1]
+    assert pick_choice("the mug", CHOICES) is CHOICES[2]
+    assert pick_choice("that one", CHOICES, product_ids=["P10004"]) is CHOICES[2]
+    assert pick_choice("7730192846", CHOICES, order_ids=["7730192846"]) is CHOICES[0]
+    # an id that was not offered is passed on (looked up scoped to the user)
+    assert pick_choice("1234567890", CHOICES, order_ids=["1234567890"]) == "1234567890"
+    assert pick_choice("the sixth one", CHOICES) is None
+    assert pick_choice("no idea", CHOICES) is None
+
+
+def test_pick_choice_does_not_guess_between_two_orders_of_the_same_product() -> None:
+    twins = [
+        CHOICES[0],
+        OrderChoice("7730190000", "paid", ["Silicone Phone Case"], ["硅胶手机壳"], ["P10001"]),
+    ]
+    assert pick_choice("the phone case", twins) is None
+
+
+def test_pick_items() -> None:
+    items = [
+        OrderChoice(
+            "P10003", names_en=["Ceramic Mug"], names_zh=["陶瓷马克杯"], product_ids=["P10003"]
+        ),
+        OrderChoice(
+            "P10004", names_en=["Phone Stand"], names_zh=["手机支架"], product_ids=["P10004"]
+        ),
+    ]
+    assert pick_items("all of them", items) == items
+    assert pick_items("全部", items) == items
+    assert pick_items("the stand", items) == [items[1]]
+    assert pick_items("马克杯", items) == [items[0]]
+    assert pick_items("2", items) == [items[1]]
+    assert pick_items("what?", items) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "city", "postal"),
+    [
+        ("广东省深圳市南山区科技园路1号", "深圳市", None),
+        ("改到上海市浦东新区世纪大道100号", "上海市", None),
+        ("12 High Street, Springfield, 12345", "Springfield", "12345"),
+        ("new address: 55 Baker St, London NW1 6XE", "London", "NW1 6XE"),
+    ],
+)
+def test_parse_address(text: str, city: str, postal: str | None) -> None:
+    address = parse_address(text, "en")
+    assert address is not None
+    assert address["city"] == city and address.get("postal_code") == postal
+    assert address["line1"] and "改到" not in address_text(address)
+
+
+@pytest.mark.parametrize("text", ["hello there", "yes", "我要改地址", "what is my address?"])
+def test_not_an_address(text: str) -> None:
+    assert parse_address(text, "en") is None
