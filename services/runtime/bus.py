@@ -121,7 +121,7 @@ class Stage:
             # commit often: on a crash at most this much is re-processed (and de-duplicated)
             broker_commit_interval=0.5,
             broker_commit_every=200,
-            producer_linger_ms=1,
+            producer_linger=0.001,  # seconds; producer_linger_ms is deprecated (warns at start)
             producer_acks=-1,
             stream_buffer_maxsize=1024,
             table_cleanup_interval=30.0,

@@ -1,0 +1,146 @@
+"""Intent head on synthetic embeddings: accuracy, calibration, ranking, out-of-scope, saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.models.datasets import OUT_OF_SCOPE
+from services.models.heads import EMBED_DIM
+from services.models.intent import (
+    IntentModel,
+    IntentTrainConfig,
+    OosScores,
+    choose_thresholds,
+    oos_metrics,
+    train_intent_model,
+)
+
+INTENTS = ["cancel_order", "get_refund", "track_order", "place_order", "recover_password"]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _sample(
+    centre: np.ndarray, n: int, rng: np.random.Generator, spread: float = 0.5
+) -> np.ndarray:
+    return _unit(centre + spread * rng.normal(size=(n, EMBED_DIM)) / np.sqrt(EMBED_DIM))
+
+
+def _dataset(
+    rng: np.random.Generator, n_per: int, with_oos: bool
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """Intent clusters around random directions (like sentence embeddings of paraphrases)
+    and out-of-scope rows scattered around other directions."""
+    centres = {label: _unit(rng.normal(size=EMBED_DIM)) for label in INTENTS}
+    xs, labels = [], []
+    for label, centre in centres.items():
+        xs.append(_sample(centre, n_per, rng))
+        labels += [label] * n_per
+    if with_oos:
+        for _ in range(n_per):
+            xs.append(_sample(_unit(rng.normal(size=EMBED_DIM)), 1, rng))
+            labels.append(OUT_OF_SCOPE)
+    return np.concatenate(xs), labels, centres
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[IntentModel, dict[str, object], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    x, labels, centres = _dataset(rng, 60, with_oos=True)
+    order = rng.permutation(len(labels))
+    x, labels = x[order], [labels[i] for i in order]
+    cut = int(0.8 * len(labels))
+    model, metrics = train_intent_model(
+        x[:cut], labels[:cut], x[cut:], labels[cut:], IntentTrainConfig(c=10.0)
+    )
+    return model, metrics, centres
+
+
+def test_learns_the_intents_and_reports_validation_metrics(trained) -> None:  # type: ignore[no-untyped-def]
+    model, metrics, _ = trained
+    assert model.labels == sorted([*INTENTS, OUT_OF_SCOPE])
+    assert metrics["accuracy"] > 0.9 and metrics["macro_f1"] > 0.9
+    assert metrics["oos_false_rejection"] <= 0.05
+    assert metrics["temperature"] > 0.0
+
+
+def test_predictions_carry_a_sorted_top3_ranking(trained) -> None:  # type: ignore[no-untyped-def]
+    model, _, centres = trained
+    rng = np.random.default_rng(1)
+    x = np.concatenate([_sample(centres[label], 20, rng) for label in INTENTS])
+    truth = [label for label in INTENTS for _ in range(20)]
+    predictions = model.predict(x)
+    assert np.mean([p.intent == t for p, t in zip(predictions, truth, strict=True)]) > 0.95
+    for p in predictions:
+        assert len(p.ranking) == 3
+        scores = [s for _, s in p.ranking]
+        assert scores == sorted(scores, reverse=True)
+        assert OUT_OF_SCOPE not in [label for label, _ in p.ranking]
+        if not p.out_of_scope:
+            assert p.confidence == scores[0]
+        assert 0.0 <= p.confidence <= 1.0
+
+
+def test_unseen_topics_are_out_of_scope(trained) -> None:  # type: ignore[no-untyped-def]
+    model, _, _ = trained
+    rng = np.random.default_rng(2)
+    novel = np.concatenate([_sample(_unit(rng.normal(size=EMBED_DIM)), 1, rng) for _ in range(50)])
+    predictions = model.predict(novel)
+    assert np.mean([p.out_of_scope for p in predictions]) >= 0.9
+    assert all(p.intent == OUT_OF_SCOPE for p in predictions if p.out_of_scope)
+
+
+def test_save_and_load_give_identical_predictions(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, _, centres = trained
+    model.save(tmp_path)
+    again = IntentModel.load(tmp_path)
+    x = _sample(centres["track_order"], 10, np.random.default_rng(3))
+    a, b = model.predict(x), again.predict(x)
+    assert [p.intent for p in a] == [p.intent for p in b]
+    # the similarity bank is stored as float16: scores agree to a few decimals
+    np.testing.assert_allclose([p.similarity for p in a], [p.similarity for p in b], atol=2e-3)
+    np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
+    assert again.min_similarity == model.min_similarity
+
+
+def test_load_explains_a_wrong_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="kefu train intent"):
+        IntentModel.load(tmp_path)
+
+
+def test_works_without_out_of_scope_rows() -> None:
+    rng = np.random.default_rng(4)
+    x, labels, _ = _dataset(rng, 40, with_oos=False)
+    model, metrics = train_intent_model(x[::2], labels[::2], x[1::2], labels[1::2])
+    assert not model.has_oos_class
+    assert "oos_recall" not in metrics
+    assert metrics["oos_false_rejection"] <= 0.05
+    far = np.concatenate([_sample(_unit(rng.normal(size=EMBED_DIM)), 1, rng) for _ in range(30)])
+    assert np.mean([p.out_of_scope for p in model.predict(far)]) > 0.8
+    assert model.predict(np.zeros((0, EMBED_DIM), dtype=np.float32)) == []
+    with pytest.raises(ValueError, match="embeddings must be"):
+        model.predict(np.zeros((2, 3, 4), dtype=np.float32))
+
+
+def test_choose_thresholds_respects_the_false_rejection_budget() -> None:
+    rng = np.random.default_rng(5)
+    n = 1000
+    in_scope = OosScores(np.zeros(n, bool), rng.uniform(0.5, 1.0, n), rng.uniform(0.8, 1.0, n))
+    oos = OosScores(np.zeros(200, bool), rng.uniform(0.2, 0.7, 200), rng.uniform(0.6, 0.85, 200))
+    choice = choose_thresholds(in_scope, oos, max_false_rejection=0.04)
+    assert choice.val_false_rejection <= 0.04
+    assert choice.val_oos_recall is not None and choice.val_oos_recall > 0.2
+    blind = choose_thresholds(in_scope, None, max_false_rejection=0.04)
+    assert blind.val_oos_recall is None and blind.val_false_rejection <= 0.045
+
+
+def test_oos_metrics() -> None:
+    true = ["a", "a", OUT_OF_SCOPE, OUT_OF_SCOPE]
+    predicted = ["a", OUT_OF_SCOPE, OUT_OF_SCOPE, "a"]
+    assert oos_metrics(true, predicted) == {"oos_recall": 0.5, "oos_false_rejection": 0.5}
+    assert oos_metrics(["a", "b"], ["a", "b"]) == {"oos_false_rejection": 0.0}

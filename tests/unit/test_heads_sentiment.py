@@ -1,0 +1,163 @@
+"""Sentiment head: escalation cues, the two-head ensemble, saving and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.models.heads import EMBED_DIM
+from services.models.sentiment import (
+    MILD_CUE_MIN_NEGATIVE,
+    STRONG_CUE_MIN_NEGATIVE,
+    SentimentModel,
+    SentimentTrainConfig,
+    decide_escalation,
+    escalation_cues,
+    negative_vs_not,
+    train_sentiment_model,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("再不退款我就打12315投诉你们", "threat"),
+        ("I will call my lawyer about this", "threat"),
+        ("你们就是骗子", "fraud"),
+        ("this shop is a SCAM", "fraud"),
+        ("where is my refund!!!", "shouting"),
+        ("退款呢！！！", "shouting"),
+        ("WHERE IS MY ORDER YOU PEOPLE", "shouting"),
+        ("this is the third time I ask", "repeated"),
+        ("第三次联系你们了", "repeated"),
+        ("什么垃圾东西", "abuse"),
+        ("this is absolutely unacceptable", "distress"),
+    ],
+)
+def test_escalation_cues_are_found(text: str, kind: str) -> None:
+    assert kind in [k for k, _ in escalation_cues(text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "where is my order?",
+        "谢谢，收到了",
+        "I love the UK store",
+        "Issue with order ABC123",
+        "the suede is nice",
+        "please pursue the delivery",
+    ],
+)
+def test_calm_messages_have_no_cues(text: str) -> None:
+    assert escalation_cues(text) == []
+
+
+def test_escalation_needs_both_negativity_and_cues() -> None:
+    threat = escalation_cues("我要去12315投诉")
+    shout = escalation_cues("WHERE IS MY PARCEL")
+    assert decide_escalation(STRONG_CUE_MIN_NEGATIVE + 0.01, threat)[0]
+    assert not decide_escalation(STRONG_CUE_MIN_NEGATIVE - 0.01, threat)[0]
+    assert not decide_escalation(MILD_CUE_MIN_NEGATIVE - 0.01, shout)[0]
+    fire, reason = decide_escalation(0.95, shout)
+    assert fire and "shouting" in reason and "0.95" in reason
+    assert decide_escalation(0.99, []) == (False, "")
+
+
+def test_negative_vs_not() -> None:
+    assert negative_vs_not(["negative", "neutral", "positive"]) == [
+        "negative",
+        "not_negative",
+        "not_negative",
+    ]
+
+
+NEG = ["太差了", "质量很差", "垃圾东西", "terrible product", "very bad quality", "差评 不推荐"]
+NEU = ["还没收到", "请问什么时候发货", "what is the size", "我想问一下", "ok noted", "在吗"]
+POS = ["非常好", "质量很好 推荐", "love it", "great quality", "很满意 好评", "物流很快 很好"]
+
+
+def _synthetic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str], list[str]]:
+    centres = {label: rng.normal(size=EMBED_DIM) for label in ("negative", "neutral", "positive")}
+    words = {"negative": NEG, "neutral": NEU, "positive": POS}
+    x, texts, labels = [], [], []
+    for label, centre in centres.items():
+        for _ in range(n):
+            v = centre + 1.2 * rng.normal(size=EMBED_DIM)
+            x.append(v / np.linalg.norm(v))
+            texts.append(str(rng.choice(words[label])) + str(rng.integers(100)))
+            labels.append(label)
+    return np.array(x, dtype=np.float32), texts, labels
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[SentimentModel, dict[str, float]]:
+    rng = np.random.default_rng(0)
+    x, texts, labels = _synthetic(rng, 80)
+    order = rng.permutation(len(labels))
+    x, texts, labels = x[order], [texts[i] for i in order], [labels[i] for i in order]
+    cut = int(0.75 * len(labels))
+    config = SentimentTrainConfig(hidden=16, ngram_max_features=5000)
+    return train_sentiment_model(
+        x[:cut], texts[:cut], labels[:cut], x[cut:], texts[cut:], labels[cut:], config
+    )
+
+
+def test_ensemble_learns_and_mixes(trained) -> None:  # type: ignore[no-untyped-def]
+    model, metrics = trained
+    assert model.labels == ["negative", "neutral", "positive"]
+    assert metrics["accuracy"] > 0.9
+    assert 0.0 <= model.embedding_weight <= 1.0
+    assert model.ngram_head is not None
+
+
+def test_predictions_have_scores_and_escalation(trained) -> None:  # type: ignore[no-untyped-def]
+    model, _ = trained
+    rng = np.random.default_rng(1)
+    x, _, _ = _synthetic(rng, 1)
+    texts = ["太差了!!! 我要打12315", "请问什么时候发货", "非常好"]
+    predictions = model.predict(x, texts)
+    assert [p.label for p in predictions] == ["negative", "neutral", "positive"]
+    for p in predictions:
+        assert set(p.scores) == {"negative", "neutral", "positive"}
+        assert abs(sum(p.scores.values()) - 1.0) < 1e-5
+    assert predictions[0].escalate and "threat" in predictions[0].escalation_reason
+    assert not predictions[2].escalate and predictions[2].escalation_reason == ""
+
+
+def test_round_trip_and_input_checks(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, _ = trained
+    model.save(tmp_path)
+    again = SentimentModel.load(tmp_path)
+    x, texts, _ = _synthetic(np.random.default_rng(2), 5)
+    np.testing.assert_allclose(
+        again.probabilities(x, texts), model.probabilities(x, texts), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="one embedding row per text"):
+        model.predict(x, texts[:-1])
+    assert model.predict(x[:0], []) == []
+    with pytest.raises(FileNotFoundError, match="kefu train sentiment"):
+        SentimentModel.load(tmp_path / "missing")
+
+
+def test_binary_training_data_gives_a_two_label_model() -> None:
+    rng = np.random.default_rng(3)
+    x, texts, labels = _synthetic(rng, 40)
+    keep = [i for i, label in enumerate(labels) if label != "neutral"]
+    x, texts, labels = x[keep], [texts[i] for i in keep], [labels[i] for i in keep]
+    model, _ = train_sentiment_model(
+        x[::2],
+        texts[::2],
+        labels[::2],
+        x[1::2],
+        texts[1::2],
+        labels[1::2],
+        SentimentTrainConfig(hidden=0, ngram=False),
+    )
+    assert model.labels == ["negative", "positive"]
+    prediction = model.predict(x[:1], texts[:1])[0]
+    assert prediction.scores["neutral"] == 0.0
+    with pytest.raises(ValueError, match="sentiment needs"):
+        train_sentiment_model(x, texts, ["angry"] * len(texts), x, texts, labels)
