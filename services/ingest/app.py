@@ -9,6 +9,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError
 
 from services.ingest.logic import enrich, parse_inbound
+from services.ingest.text import detect_language
 from services.runtime import metrics
 from services.runtime.bus import Stage
 from services.runtime.envelope import EnvelopeError, add_latency, encode
@@ -35,6 +36,12 @@ def build(settings: Settings) -> Stage:
     @stage.app.task
     async def check_mongo() -> None:
         await retry_until_ok(lambda: seen.database.command("ping"), "mongo ping", set_mongo)
+
+    @stage.app.task
+    async def warm_up() -> None:
+        # lingua loads its language models on first use (seconds): do it before the first message
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, detect_language, "where is my order, it is late again")
 
     @stage.app.agent(stage.source)
     async def ingest(stream: Any) -> None:

@@ -57,6 +57,10 @@ def build(settings: Settings) -> Stage:
                 if encoders.version is None:
                     await loop.run_in_executor(executor, encoders.load)
                 await loop.run_in_executor(executor, intents.load)
+                # the first inference allocates buffers (seconds); not on a customer's message
+                await loop.run_in_executor(
+                    executor, predict_batch, encoders.current(), intents.current(), ["你好 hello"]
+                )
                 state["models"] = "loaded"
                 return
             except Exception as exc:

@@ -15,8 +15,9 @@ from services.recommend.behavior import (
     save_interaction_async,
 )
 from services.recommend.gating import context_product_ids, decide, signals_from_envelope
+from services.recommend.history import HistoryCache
 from services.recommend.recommender import Recommender
-from services.recommend.store import load_catalog_async, load_model, recent_history_async
+from services.recommend.store import load_catalog_async, load_model
 from services.runtime import metrics
 from services.runtime.bus import Stage
 from services.runtime.envelope import add_latency, encode
@@ -24,6 +25,7 @@ from services.runtime.mongo import async_db
 from services.runtime.settings import TOPIC_BEHAVIOR, TOPIC_ENRICHED, TOPIC_SENTIMENT, Settings
 
 SERVICE = "recommend"
+HISTORY_PROJECTION = {"_id": 0, "user_id": 1, "product_id": 1, "kind": 1, "quantity": 1, "at": 1}
 TOP_K = 3
 # Stock and new products reach the recommender through the catalog; a minute is fresh enough
 # for suggestions and keeps MongoDB reads off the per-message path.
@@ -37,6 +39,7 @@ def build(settings: Settings) -> Stage:
     db = async_db(settings)
     root = settings.models_path
     state: dict[str, Any] = {"rec": None, "version": None, "checked": 0.0, "detail": "not loaded"}
+    history = HistoryCache()
 
     def ready() -> tuple[bool, str]:
         # No published model is a valid state (a new shop): turns pass through, saying why.
@@ -44,35 +47,42 @@ def build(settings: Settings) -> Stage:
 
     stage.health.add_check("recommender", ready)
 
-    async def refresh(force: bool = False) -> Recommender | None:
-        now = time.monotonic()
-        if not force and now - state["checked"] < REFRESH_S:
-            version = registry.current_version(root, "recommend")
-            if version == state["version"]:
-                return state["rec"]
-        state["checked"] = now
+    async def refresh(force: bool = False) -> None:
+        """Reload model, catalog and histories when a new model is published or every REFRESH_S."""
         version = registry.current_version(root, "recommend")
+        if (
+            not force
+            and version == state["version"]
+            and time.monotonic() - state["checked"] < REFRESH_S
+        ):
+            return
+        state["checked"] = time.monotonic()
         if version is None:
             state["detail"] = "no recommend model published yet (kefu train recommend)"
-            return None
+            return
         try:
             model, version = load_model(root, version)
             catalog = await load_catalog_async(db)
+            docs = await db["interactions"].find({}, HISTORY_PROJECTION).to_list(None)
         except Exception as exc:  # keep serving with what we have
             state["detail"] = f"cannot load recommender: {type(exc).__name__}: {exc}"
-            return state["rec"]
+            return
+        loaded = history.replace_all(docs)
         state.update(
             rec=Recommender(model, catalog, version=version),
             version=version,
-            detail=f"model {version}, {len(catalog)} products",
+            detail=f"model {version}, {len(catalog)} products, {loaded} interactions",
         )
         metrics.MODEL_VERSION.labels(SERVICE, "recommend", version).set(1)
-        return state["rec"]
 
     @stage.app.task
     async def start() -> None:
         await ensure_interaction_indexes_async(db)
         await refresh(force=True)
+
+    @stage.app.timer(10.0)
+    async def reload() -> None:
+        await refresh()
 
     async def in_handoff(conversation_id: str) -> bool:
         doc = await db["dialogue_state"].find_one({"_id": conversation_id}, {"handoff.active": 1})
@@ -83,16 +93,12 @@ def build(settings: Settings) -> Stage:
         attach, why = decide(signals_from_envelope(env))
         if attach and await in_handoff(env.conversation_id):
             attach, why = False, "handoff"
-        rec = await refresh() if attach else state["rec"]
+        rec = state["rec"]
         if attach and rec is None:
             attach, why = False, "no_model"
         if attach and rec is not None:
-            try:
-                history = await recent_history_async(db, env.user_id)
-            except ValueError:
-                history = []
             items = rec.recommend(
-                history,
+                history.recent(env.user_id),
                 n=TOP_K,
                 language=env.language,
                 context_product_ids=context_product_ids(env),
@@ -136,7 +142,8 @@ def build(settings: Settings) -> Stage:
                 continue
             while True:
                 try:
-                    await save_interaction_async(db, doc)
+                    if await save_interaction_async(db, doc):
+                        history.add(doc)
                     break
                 except Exception as exc:  # MongoDB away: hold the event rather than lose it
                     stage.app.log.error("cannot store behaviour event: %s", exc)
