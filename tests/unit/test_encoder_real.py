@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from services.models import registry
-from services.models.build_encoder import COSINE_FP32_MIN, COSINE_INT8_MIN, build_encoder
+from services.models.build_encoder import (
+    COSINE_FP32_MIN,
+    COSINE_INT8_MIN,
+    build_encoder,
+    tokenizer_check_texts,
+)
 from services.models.encoder import Encoder
 from services.runtime.settings import load_settings
 
@@ -80,6 +85,11 @@ def test_awkward_inputs_embed_to_unit_vectors(encoder: Encoder) -> None:
         "退款" * 2000,  # 4,000 characters: truncated to 512 tokens
         "x" * 4000,
         "\x00\x01 control \u200b chars \ufeff",
+        # scripts the pruned vocabulary does not keep: <unk> pieces, never an error
+        "Здравствуйте, где мой заказ?",
+        "مرحبا، أين طلبي؟",
+        "안녕하세요 주문 확인 부탁드려요",
+        "สวัสดีครับ",
     ]
     out = encoder.embed(texts)
     assert out.shape == (len(texts), 384) and out.dtype == np.float32
@@ -106,3 +116,27 @@ def test_crosslingual_paraphrases_are_closer_than_unrelated_text(encoder: Encode
     )
     assert refund_zh @ refund_en > refund_zh @ weather + 0.05
     assert refund_en @ refund_zh > refund_en @ track_en
+
+
+def test_vocabulary_is_pruned_without_changing_zh_en_tokens(models_root: Path) -> None:
+    manifest = registry.read_manifest(registry.current_dir(models_root, "encoder"))
+    pruning = manifest["vocab_pruning"]
+    assert pruning["applied"] and manifest["vocab"] == pruning["kept"]
+    assert 100_000 < pruning["kept"] < 0.6 * pruning["full_size"]
+    same = manifest["checks"]["pruned_vs_full_tokens"]
+    assert same["agree"] == same["total"] >= 2000
+
+
+def test_pruned_encoder_embeds_like_the_full_vocabulary(
+    encoder: Encoder, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # a second, full-vocabulary build (about a minute and a half on 2 cores)
+    root = tmp_path_factory.mktemp("full-vocab")
+    build_encoder(root, progress=False, prune_vocab=False, log=lambda _: None)
+    full = Encoder.load_current(root)
+    assert full.manifest["vocab"] > 2 * encoder.manifest["vocab"]
+    texts = tokenizer_check_texts()[::4] + FRESH_TEXTS
+    ours, theirs = encoder.embed(texts), full.embed(texts)
+    cosines = (ours * theirs).sum(axis=1)
+    assert cosines.min() >= 0.999, (cosines.min(), texts[int(cosines.argmin())])
+    assert [len(x) for x in encoder.token_ids(texts)] == [len(x) for x in full.token_ids(texts)]
