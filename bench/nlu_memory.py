@@ -5,7 +5,9 @@ Measures this very process (run it fresh, nothing else loaded): RSS after each s
 and shared libraries, which the kernel can drop and share between processes). Steps: the
 runtime's imports (Faust, aiokafka, motor: what every stage holds), ``Encoder.load``, the
 published intent head, then ``n`` texts one at a time and in length-sorted batches of 32 (what
-the nlu stage does at low and high traffic) and their intent predictions.
+the nlu stage does at low and high traffic) and their intent predictions. As in the nlu stage,
+the models are loaded and run in one worker thread, not the main thread: glibc gives each
+thread that allocates its own malloc arena, which shows in RSS.
 
     python -m bench.nlu_memory [--n 500] [--encoder DIR] [--no-runtime]
 
@@ -17,11 +19,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import resource
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 RSS_TARGET_MB = 400  # the nlu process, Faust included (issue 3)
 
@@ -62,7 +69,7 @@ def measure(
         )
 
     t0 = time.perf_counter()
-    import numpy as np
+    import numpy  # noqa: F401  (what every model module imports)
 
     record("python + numpy", t0)
     if with_runtime:
@@ -84,8 +91,14 @@ def measure(
 
             models_root = load_settings().models_path
         encoder_dir = registry.current_dir(models_root, "encoder")
+    # the nlu stage's single inference thread
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlu-infer")
+
+    def in_worker(fn: Callable[[], T]) -> T:
+        return worker.submit(fn).result()
+
     t0 = time.perf_counter()
-    encoder = Encoder.load(encoder_dir)
+    encoder = in_worker(lambda: Encoder.load(encoder_dir))
     record("Encoder.load", t0)
 
     intent: IntentModel | None = None
@@ -93,24 +106,34 @@ def measure(
     if models_root is not None:
         try:
             t0 = time.perf_counter()
-            intent = IntentModel.load(registry.current_dir(models_root, "intent"))
+            intent = in_worker(
+                lambda: IntentModel.load(registry.current_dir(models_root, "intent"))
+            )
             record("IntentModel.load", t0)
         except (registry.ModelNotFoundError, FileNotFoundError) as exc:
             intent_note = f"no intent head measured: {exc}"
             say(intent_note)
 
     texts = [DEFAULT_TEXTS[i % len(DEFAULT_TEXTS)] for i in range(n)]
+
+    def one_by_one() -> None:
+        for text in texts:
+            vector = encoder.embed([text])
+            if intent is not None:
+                intent.predict(vector)
+
+    def batched() -> None:
+        vectors = encoder.embed(texts, batch_size=32)
+        if intent is not None:
+            intent.predict(vectors)
+
     t0 = time.perf_counter()
-    singles = np.concatenate([encoder.embed([t]) for t in texts])
-    if intent is not None:
-        for row in singles:
-            intent.predict(row[None, :])
+    in_worker(one_by_one)
     record(f"{n} texts, batch 1", t0)
     t0 = time.perf_counter()
-    batched = encoder.embed(texts, batch_size=32)
-    if intent is not None:
-        intent.predict(batched)
+    in_worker(batched)
     record(f"{n} texts, batches of 32", t0)
+    worker.shutdown()
 
     final = steps[-1]
     summary: dict[str, Any] = {
@@ -120,6 +143,7 @@ def measure(
         "encoder_vocab": encoder.manifest.get("vocab"),
         "intent_head": intent is not None,
         "runtime_imported": with_runtime,
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
         "rss_mb": final.get("VmRSS"),
         "peak_rss_mb": final["VmHWM"],
         "rss_anon_mb": final.get("RssAnon"),

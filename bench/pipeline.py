@@ -89,7 +89,7 @@ def message_id_of(topic: str, value: dict[str, Any]) -> str | None:
         return None
     try:
         inner = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # poison payloads are exactly what lands here
         return None
     mid = inner.get("messageId") if isinstance(inner, dict) else None
     return mid if isinstance(mid, str) else None
@@ -157,11 +157,17 @@ def analyse(
     outbound: Counter[str] = Counter()
     first_answer: dict[str, Received] = {}
     dlq: dict[str, str] = {}
+    dlq_details: list[str] = []
     for rec in received:
         if rec.message_id not in by_id:
             continue
         if rec.topic == TOPIC_DLQ:
-            dlq.setdefault(rec.message_id, str(rec.value.get("reason", "?")))
+            if rec.message_id not in dlq:
+                dlq[rec.message_id] = str(rec.value.get("reason", "?"))
+                stage = rec.value.get("stage", "?")
+                dlq_details.append(
+                    f"{stage}: {dlq[rec.message_id]}: {rec.value.get('detail', '')}"[:300]
+                )
             continue
         if rec.topic == TOPIC_OUTBOUND:
             outbound[rec.message_id] += 1
@@ -196,6 +202,7 @@ def analyse(
         "lost_ids": sorted(lost)[:20],
         "dlq": len(dlq),
         "dlq_reasons": dict(Counter(dlq.values())),
+        "dlq_details": dlq_details[:10],
         "duplicated_replies": sum(c - 1 for c in duplicated.values()),
         "duplicated_ids": sorted(duplicated)[:20],
         "e2e_ms": percentiles(e2e),
@@ -398,15 +405,15 @@ class TrafficDriver:
             for r in records:
                 try:
                     value = json.loads(r.value)
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, RecursionError):
                     continue  # not ours (other producers share the topics)
                 if not isinstance(value, dict):
                     continue
                 if r.topic == TOPIC_DLQ and value.get("sourceTopic") == TOPIC_INBOUND:
-                    # int64 is a JSON string in proto3 JSON
+                    # proto3 JSON: int64 is a string, and a 0 (partition, offset) is left out
                     where = (
                         int(value.get("sourcePartition", 0)),
-                        int(value.get("sourceOffset", -1)),
+                        int(value.get("sourceOffset", 0)),
                     )
                     if where in self._wanted_offsets:
                         self.dlq_by_source[where] = value

@@ -34,8 +34,7 @@ def models() -> None:
 )
 def build(base_model: Path | None, keep_fp32: bool, force: bool, out_root: Path | None) -> None:
     """Build the ONNX encoder (int8) and train the default intent and sentiment heads."""
-    from services.models.build_encoder import build_encoder
-
+    from services.models.build_encoder import EncoderBuildError, build_encoder
     from services.models.train import train_default_heads
 
     try:

@@ -107,6 +107,7 @@ def seed(no_reset: bool) -> None:
     # the recommender learns from what was just seeded (the stage picks the version up live)
     from services.recommend.store import load_training_data, train_and_publish
 
-    result = train_and_publish(load_training_data(db).interactions, settings.models_path,
-                               source="kefu seed")
+    result = train_and_publish(
+        load_training_data(db).interactions, settings.models_path, source="kefu seed"
+    )
     click.echo(f"recommend model {result.version_dir.name} published")

@@ -158,7 +158,10 @@ class SentimentModel:
     ngram_head: DenseHead | None = None
     ngram_temperature: float = 1.0
     featurizer: NgramFeaturizer | None = None
-    embedding_weight: float = 1.0  # share of the embedding head in the average
+    # Share of the embedding head in the average, for Chinese-script and for other texts: the
+    # n-gram head learnt mostly from Chinese reviews and helps much less on English.
+    embedding_weight: float = 1.0
+    embedding_weight_latin: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     def probabilities(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
@@ -168,9 +171,11 @@ class SentimentModel:
                 f"need one embedding row per text: embeddings {x.shape}, {len(texts)} texts"
             )
         probs = softmax(self.embedding_head.logits(x) / self.embedding_temperature)
-        if self.ngram_head is not None and self.embedding_weight < 1.0:
+        if self.ngram_head is not None:
             ngram = softmax(self.ngram_logits(texts) / self.ngram_temperature)
-            probs = self.embedding_weight * probs + (1.0 - self.embedding_weight) * ngram
+            cjk = np.array([is_cjk(t) for t in texts])
+            w = np.where(cjk, self.embedding_weight, self.embedding_weight_latin)[:, None]
+            probs = w * probs + (1.0 - w) * ngram
         return probs
 
     def ngram_logits(self, texts: list[str]) -> np.ndarray:
@@ -207,6 +212,7 @@ class SentimentModel:
             "embedding_temperature": self.embedding_temperature,
             "ngram_temperature": self.ngram_temperature,
             "embedding_weight": self.embedding_weight,
+            "embedding_weight_latin": self.embedding_weight_latin,
             "has_ngram_head": self.ngram_head is not None,
             "meta": self.meta,
         }
@@ -240,6 +246,7 @@ class SentimentModel:
             ngram_temperature=float(config["ngram_temperature"]),
             featurizer=featurizer,
             embedding_weight=float(config["embedding_weight"]),
+            embedding_weight_latin=float(config.get("embedding_weight_latin", 1.0)),
             meta=dict(config.get("meta", {})),
         )
 
@@ -295,19 +302,29 @@ def train_sentiment_model(
         ngram_head = fit_dense_head(featurizer.transform(texts_train), y_train, c=config.ngram_c)
         model.featurizer, model.ngram_head = featurizer, ngram_head
         model.ngram_temperature = fit_temperature(model.ngram_logits(texts_val), y_val)
-        model.embedding_weight = _best_weight(model, x_val, texts_val, y_val)
+        cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
+        model.embedding_weight = _best_weight(model, x_val, texts_val, y_val, cjk)
+        model.embedding_weight_latin = _best_weight(model, x_val, texts_val, y_val, ~cjk)
 
     predicted = [labels[i] for i in model.probabilities(x_val, texts_val).argmax(axis=1)]
     metrics = classification_metrics(labels_val, predicted)
     binary = classification_metrics(negative_vs_not(labels_val), negative_vs_not(predicted))
     metrics["negative_vs_not_accuracy"] = binary["accuracy"]
     metrics["embedding_weight"] = model.embedding_weight
+    metrics["embedding_weight_latin"] = model.embedding_weight_latin
     model.meta = {"config": config.__dict__, "validation": metrics}
     return model, metrics
 
 
-def _best_weight(model: SentimentModel, x: np.ndarray, texts: list[str], y: np.ndarray) -> float:
-    """Mixing weight of the embedding head with the lowest validation log-loss."""
+def _best_weight(
+    model: SentimentModel, x: np.ndarray, texts: list[str], y: np.ndarray, rows: np.ndarray
+) -> float:
+    """Mixing weight of the embedding head with the lowest validation log-loss on ``rows``
+    (1.0, the embedding head alone, when there are none)."""
+    if not rows.any():
+        return 1.0
+    x, y = x[rows], y[rows]
+    texts = [t for t, keep in zip(texts, rows, strict=True) if keep]
     p_emb = softmax(model.embedding_head.logits(x) / model.embedding_temperature)
     p_ngram = softmax(model.ngram_logits(texts) / model.ngram_temperature)
     best_w, best_loss = 1.0, float("inf")
@@ -317,3 +334,12 @@ def _best_weight(model: SentimentModel, x: np.ndarray, texts: list[str], y: np.n
         if loss < best_loss:
             best_w, best_loss = float(w), loss
     return best_w
+
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def is_cjk(text: str) -> bool:
+    """Mostly Chinese characters (among letters): decides which mixing weight applies."""
+    letters = sum(1 for c in text if c.isalpha())
+    return letters > 0 and len(_CJK.findall(text)) >= 0.3 * letters

@@ -24,7 +24,9 @@ def replies_to(received: list[tuple[str, dict[str, Any]]], message_id: str) -> l
 
 async def _one_reply(stack: StackHandle) -> None:
     async with Platform(stack.bootstrap, OUT) as platform:
-        msg = inbound(f"c-{uuid.uuid4().hex[:8]}", "u2001", "Where is my order? It has been a week.")
+        msg = inbound(
+            f"c-{uuid.uuid4().hex[:8]}", "u2001", "Where is my order? It has been a week."
+        )
         await platform.send(msg, key=msg["conversationId"])
         await platform.collect(60, until=lambda r: replies_to(r, msg["messageId"]))
         await platform.collect(3)  # anything extra would arrive now
@@ -93,7 +95,13 @@ def test_duplicate_message_id_yields_no_second_reply(stack: StackHandle) -> None
 
 @pytest.mark.parametrize(
     "text",
-    ["", "😀😀😀", "太慢了！" * 1200, "<script>alert(1)</script><b>where</b> is my order", "我的order到哪了 pls"],
+    [
+        "",
+        "😀😀😀",
+        "太慢了！" * 1200,
+        "<script>alert(1)</script><b>where</b> is my order",
+        "我的order到哪了 pls",
+    ],
     ids=["empty", "emoji", "rant-4000", "html", "mixed"],
 )
 def test_no_text_breaks_a_stage(stack: StackHandle, text: str) -> None:
@@ -118,8 +126,13 @@ def test_the_example_platform_client_works(stack: StackHandle) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
-        consumer = AIOKafkaConsumer(client.OUTBOUND, client.HANDOFF, bootstrap_servers=stack.bootstrap,
-                                    group_id=None, auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(
+            client.OUTBOUND,
+            client.HANDOFF,
+            bootstrap_servers=stack.bootstrap,
+            group_id=None,
+            auto_offset_reset="latest",
+        )
         await producer.start()
         await consumer.start()
         try:
@@ -127,7 +140,9 @@ def test_the_example_platform_client_works(stack: StackHandle) -> None:
                 await consumer.getmany(timeout_ms=200)
             for tp in consumer.assignment():
                 await consumer.position(tp)
-            message = client.customer_message("c-example", "u2001", "what payment methods do you accept?")
+            message = client.customer_message(
+                "c-example", "u2001", "what payment methods do you accept?"
+            )
             await client.publish(producer, message)
             replies = await client.replies_for(consumer, {message["messageId"]}, timeout=60)
             assert replies[message["messageId"]]["reply"]["action"] in ACTIONS

@@ -106,7 +106,7 @@ def assert_exactly_once(summary: dict[str, Any]) -> None:
     )
     assert summary["late"] == 0, f"{summary['late']} answered only after {REPLY_TIMEOUT} s"
     assert summary["duplicated_replies"] == 0, f"duplicated replies: {summary['duplicated_ids']}"
-    assert summary["dlq"] == 0, f"valid messages dead-lettered: {summary['dlq_reasons']}"
+    assert summary["dlq"] == 0, f"valid messages dead-lettered: {summary['dlq_details']}"
     assert summary["answered"] == summary["sent"]
 
 

@@ -15,6 +15,7 @@ from services.models.sentiment import (
     SentimentTrainConfig,
     decide_escalation,
     escalation_cues,
+    is_cjk,
     negative_vs_not,
     train_sentiment_model,
 )
@@ -66,6 +67,12 @@ def test_escalation_needs_both_negativity_and_cues() -> None:
     assert decide_escalation(0.99, []) == (False, "")
 
 
+def test_script_detection_for_mixing_weights() -> None:
+    assert is_cjk("质量很差") and is_cjk("这个order怎么还没到")
+    assert not is_cjk("terrible product") and not is_cjk("cancel order 谢谢")
+    assert not is_cjk("!!!")
+
+
 def test_negative_vs_not() -> None:
     assert negative_vs_not(["negative", "neutral", "positive"]) == [
         "negative",
@@ -110,6 +117,7 @@ def test_ensemble_learns_and_mixes(trained) -> None:  # type: ignore[no-untyped-
     assert model.labels == ["negative", "neutral", "positive"]
     assert metrics["accuracy"] > 0.9
     assert 0.0 <= model.embedding_weight <= 1.0
+    assert 0.0 <= model.embedding_weight_latin <= 1.0
     assert model.ngram_head is not None
 
 
