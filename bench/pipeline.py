@@ -514,6 +514,7 @@ class PipelineOptions:
     active: int = 32
     encoder_ceiling: bool = True
     max_steps: int = 10
+    warmup: int = 30  # messages sent (and answered) before measuring: first-use costs excluded
     ports: Any = None  # kefu.stack.ServicePorts; None: the defaults for these settings
     seed: int = 0
 
@@ -653,6 +654,27 @@ async def run_step(
     return summary
 
 
+async def warm_up(
+    settings: Settings,
+    dialogues: Sequence[Any],
+    order_ids: Mapping[str, Sequence[str]],
+    count: int,
+    say: Callable[[str], None],
+) -> float:
+    """Send ``count`` messages slowly and wait for their answers (models' first batches, FAQ
+    index, connection pools), so the measured runs see a warm stack like production does."""
+    started = time.monotonic()
+    plan = plan_messages(
+        dialogues, count, run_id=f"warmup-{uuid.uuid4().hex[:6]}", order_ids=order_ids
+    )
+    async with TrafficDriver(settings) as driver:
+        result = await driver.run(plan, rate=2.0, reply_timeout=180.0, settle=0.0)
+    unanswered = driver.unanswered([m.message_id for m in result.sent])
+    seconds = round(time.monotonic() - started, 1)
+    say(f"warm-up: {count} messages in {seconds} s ({len(unanswered)} unanswered)")
+    return seconds
+
+
 def machine() -> dict[str, Any]:
     import platform
 
@@ -688,6 +710,8 @@ async def _run(
         ceiling = await asyncio.to_thread(encoder_ceiling, settings, [m.text for m in sample])
         say(f"encoder alone: {ceiling['texts_per_s']} texts/s (batch {ceiling['batch_size']})")
         summary["encoder_ceiling"] = ceiling
+    if options.warmup:
+        summary["warmup_s"] = await warm_up(settings, dialogues, order_ids, options.warmup, say)
     if not options.find_max:
         step = await run_step(settings, dialogues, order_ids, options.rate, options, say)
         summary.update(step)

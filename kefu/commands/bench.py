@@ -159,6 +159,13 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
     help="Conversations open at the same time.",
 )
 @click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Messages sent and answered before measuring (first-use costs are not latency).",
+)
+@click.option(
     "--no-ceiling",
     is_flag=True,
     help="Skip measuring the encoder alone (the encoder-bound ceiling).",
@@ -166,7 +173,7 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
 def pipeline(
     rate: float, duration: float, data_path: Path | None, find_max: bool,
     budget_ms: float | None, step_factor: float, reply_timeout: float, active: int,
-    no_ceiling: bool,
+    warmup: int, no_ceiling: bool,
 ) -> None:  # fmt: skip
     """Open-loop bilingual traffic through the RUNNING stack: latency, loss, CPU, memory."""
     from bench.bus import BenchError
@@ -183,6 +190,7 @@ def pipeline(
         step_factor=step_factor,
         reply_timeout=reply_timeout,
         active=active,
+        warmup=warmup,
         encoder_ceiling=not no_ceiling,
     )
     try:

@@ -67,7 +67,7 @@ _STRONG_CUES: dict[str, tuple[list[str], list[str]]] = {
 _MILD_CUES: dict[str, tuple[list[str], list[str]]] = {
     "repeated": (
         ["第三次", "第四次", "第五次", "第n次", "好几次", "多少次", "无数次", "三番五次", "一而再",
-         "还没", "一直没", "到现在都", "催了"],
+         "一直没", "到现在都", "催了"],
         ["third time", "3rd time", "fourth time", "so many times", "again and again",
          "still not", "still no", "still haven't", "still hasn't", "how many times",
          "weeks now", "keep telling"],
@@ -101,7 +101,8 @@ def _compile(cues: dict[str, tuple[list[str], list[str]]]) -> dict[str, re.Patte
 _STRONG = _compile(_STRONG_CUES)
 _MILD = _compile(_MILD_CUES)
 _BANGS = re.compile(r"[!！]{3,}|[?？]{3,}|[!！?？]{4,}")
-_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+# Three capitalised words in a row ("WHERE IS MY"): acronyms alone (SIM, APP, VIP) are not shouting.
+_CAPS_RUN = re.compile(r"\b[A-Z]{2,}(?:[\s,.!?]+[A-Z]{2,}){2,}\b")
 
 STRONG_CUE_MIN_NEGATIVE = 0.40
 MILD_CUE_MIN_NEGATIVE = 0.75
@@ -117,10 +118,9 @@ def escalation_cues(text: str) -> list[tuple[str, str]]:
     m = _BANGS.search(text)
     if m:
         found.append(("shouting", m.group(0)))
-    caps = _CAPS_WORD.findall(text)
     letters = [c for c in text if c.isascii() and c.isalpha()]
     upper_share = sum(c.isupper() for c in letters) / len(letters) if letters else 0.0
-    if len(caps) >= 3 or (len(letters) >= 8 and upper_share > 0.7):
+    if _CAPS_RUN.search(text) or (len(letters) >= 8 and upper_share > 0.7):
         found.append(("shouting", "ALL CAPS"))
     return found
 

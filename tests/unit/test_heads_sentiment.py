@@ -50,6 +50,8 @@ def test_escalation_cues_are_found(text: str, kind: str) -> None:
         "Issue with order ABC123",
         "the suede is nice",
         "please pursue the delivery",
+        "my SIM card and the APP show VIP status, why?",
+        "还没在意这条短信",
     ],
 )
 def test_calm_messages_have_no_cues(text: str) -> None:
