@@ -147,7 +147,9 @@ async def _run(
     writer = None
     written = 0
     try:
-        partitions = consumer.partitions_for_topic(topic)
+        # the consumer has no metadata for a topic it has not subscribed to: ask the cluster
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise click.UsageError(
                 f"topic {topic} does not exist on {settings.kafka_bootstrap}; run `kefu stack up` to create the topics"

@@ -129,7 +129,8 @@ def luhn_ok(digits: str) -> bool:
 
 
 def find_pii(text: str) -> list[PiiSpan]:
-    """Phone numbers (CN and international written with +/00), e-mail, Luhn-valid card numbers.
+    """Phone numbers (CN, and any number written with +/00 that could be a phone: masking errs on
+    the side of privacy), e-mail, Luhn-valid card numbers.
 
     Bare 10-digit numbers are order ids on this platform and are deliberately not phones.
     """
@@ -145,7 +146,7 @@ def find_pii(text: str) -> list[PiiSpan]:
             spans.append(PiiSpan("phone", m.start(), m.end(), m.group()))
     if "+" in text or "00" in text:
         for match in phonenumbers.PhoneNumberMatcher(
-            text, "CN", leniency=phonenumbers.Leniency.VALID
+            text, "CN", leniency=phonenumbers.Leniency.POSSIBLE
         ):
             raw = match.raw_string
             if raw.lstrip().startswith(("+", "00")):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 from kefu.v1.events_pb2 import ControlEvent, Envelope, ReplySection
 from services.reply.decide import Decision, Deps, decide, turn_from_envelope
@@ -155,7 +155,12 @@ def build(settings: Settings) -> Stage:
         while True:
             try:
                 result = await op()
-            except ConnectionFailure as exc:  # includes timeouts and server selection
+            except (ConnectionFailure, OperationFailure) as exc:
+                # ConnectionFailure includes timeouts and server selection. FerretDB on SQLite
+                # also reports transient conditions as OperationFailure code 1 ("database is
+                # locked", "interrupted", a transaction cut short while it stops): wait them out too.
+                if isinstance(exc, OperationFailure) and not _transient(exc):
+                    raise
                 if mongo_state["ok"]:
                     log.error("%s failed, retrying until MongoDB is back: %s", what, exc)
                 set_mongo(False, f"{what} failing: {type(exc).__name__}: {str(exc)[:200]}")
@@ -333,3 +338,23 @@ def build(settings: Settings) -> Stage:
         )
 
     return stage
+
+
+_TRANSIENT_MARKERS = (
+    "database is locked",
+    "sqlite_busy",
+    "interrupted",
+    "already been committed",
+    "rolled back",
+    "shutdown",
+    "shutting down",
+)
+
+
+def _transient(exc: OperationFailure) -> bool:
+    """FerretDB/SQLite errors that clear up by themselves (code 1 with these messages), and
+    MongoDB's interrupted / shutting-down codes."""
+    if exc.code in (11600, 11602, 91, 189):
+        return True
+    text = str(exc).lower()
+    return exc.code == 1 and any(marker in text for marker in _TRANSIENT_MARKERS)
