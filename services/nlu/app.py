@@ -86,14 +86,7 @@ def build(settings: Settings) -> Stage:
             while not (encoders.version and intents.version):
                 await asyncio.sleep(0.5)  # models still loading: hold the batch, lose nothing
             started = time.perf_counter()
-            valid = []
-            for event in batch:
-                env, error = stage.decode_or_none(event.value)
-                if env is None:
-                    assert error is not None
-                    await stage.dead_letter(event, error.reason, error.detail)
-                else:
-                    valid.append((event, env))
+            valid = await stage.decode_batch(batch)
             if not valid:
                 continue
             await loop.run_in_executor(executor, _poll, encoders, intents)

@@ -229,6 +229,18 @@ class Stage:
         except codec.EnvelopeError as exc:
             return None, exc
 
+    async def decode_batch(self, events: list[Any]) -> list[tuple[Any, Envelope]]:
+        """Decode a batch of envelopes; the undecodable go to the DLQ with their reason."""
+        valid = []
+        for event in events:
+            env, error = self.decode_or_none(event.value)
+            if env is None:
+                assert error is not None
+                await self.dead_letter(event, error.reason, error.detail)
+            else:
+                valid.append((event, env))
+        return valid
+
 
 def run_worker(stage: Stage) -> None:
     """Run a stage's Faust worker in this process until SIGTERM/SIGINT."""

@@ -72,14 +72,7 @@ def build(settings: Settings) -> Stage:
             while not heads.version:
                 await asyncio.sleep(0.5)
             started = time.perf_counter()
-            valid = []
-            for event in batch:
-                env, error = stage.decode_or_none(event.value)
-                if env is None:
-                    assert error is not None
-                    await stage.dead_letter(event, error.reason, error.detail)
-                else:
-                    valid.append((event, env))
+            valid = await stage.decode_batch(batch)
             if not valid:
                 continue
             infer_started = time.perf_counter()
