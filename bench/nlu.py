@@ -53,6 +53,7 @@ from services.models.encoder import (
 )
 
 WARMUP_CALLS = 5  # first calls pay for lazy initialisation (oneDNN, thread pools, allocations)
+ROUNDS = 4  # the two sides alternate in this many blocks (see time_sides)
 
 # Realistic short customer messages, zh and en (not the build's check sample).
 DEFAULT_TEXTS: tuple[str, ...] = (
@@ -217,33 +218,49 @@ def sorted_groups(encoder: Encoder, texts: Sequence[str], batch_size: int) -> li
     return [[texts[i] for i in b] for b in length_sorted_batches(lengths, batch_size)]
 
 
-def time_calls(
-    embed: Callable[[list[str]], np.ndarray],
-    groups: Sequence[list[str]],
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def time_sides(
+    sides: dict[str, tuple[Embed, Sequence[list[str]]]],
+    rounds: int = ROUNDS,
     warmup: int = WARMUP_CALLS,
-) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Run ``embed`` on every group once, after ``warmup`` untimed calls; throughput, latency."""
-    for group in groups[: max(1, warmup)]:
-        embed(group)
-    latencies: list[float] = []
-    outputs: list[np.ndarray] = []
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for group in groups:
-        t0 = time.perf_counter()
-        outputs.append(embed(group))
-        latencies.append(time.perf_counter() - t0)
-    total = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    n_texts = sum(len(g) for g in groups)
-    figures = {
-        "texts_per_s": round(n_texts / total, 1),
-        # CPU time of the whole process (all threads): steadier than wall time on a busy host
-        "cpu_ms_per_text": round(cpu * 1000.0 / n_texts, 2),
-        "p50_ms": percentile_ms(latencies, 50),
-        "p99_ms": percentile_ms(latencies, 99),
-        "calls": len(groups),
-    }
-    return figures, outputs
+) -> dict[str, tuple[dict[str, float], list[np.ndarray]]]:
+    """Time every side on its groups (one call per group), after ``warmup`` untimed calls.
+
+    The sides take turns in ``rounds`` blocks (a quarter of each side's calls, then the next
+    side's quarter, ...), so on a shared host whose load drifts both see the same conditions.
+    Returns per side: texts/s (over the time spent in its calls), CPU ms per text, p50/p99
+    latency per call, and the outputs in call order.
+    """
+    for embed, groups in sides.values():
+        for group in groups[: max(1, warmup)]:
+            embed(group)
+    latencies: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, float] = dict.fromkeys(sides, 0.0)
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in sides}
+    for r in range(rounds):
+        for name, (embed, groups) in sides.items():
+            block = groups[r * len(groups) // rounds : (r + 1) * len(groups) // rounds]
+            cpu_started = time.process_time()
+            for group in block:
+                t0 = time.perf_counter()
+                outputs[name].append(embed(group))
+                latencies[name].append(time.perf_counter() - t0)
+            # CPU time of the whole process (all threads): steadier than wall time when busy
+            cpu[name] += time.process_time() - cpu_started
+    result: dict[str, tuple[dict[str, float], list[np.ndarray]]] = {}
+    for name, (_, groups) in sides.items():
+        n_texts = sum(len(g) for g in groups)
+        figures = {
+            "texts_per_s": round(n_texts / sum(latencies[name]), 1),
+            "cpu_ms_per_text": round(cpu[name] * 1000.0 / n_texts, 2),
+            "p50_ms": percentile_ms(latencies[name], 50),
+            "p99_ms": percentile_ms(latencies[name], 99),
+            "calls": len(groups),
+        }
+        result[name] = (figures, outputs[name])
+    return result
 
 
 def peak_rss_mb() -> float:
@@ -427,12 +444,11 @@ def run_nlu_bench(
     def onnx_embed(group: list[str]) -> np.ndarray:
         return encoder.embed(group, batch_size=batch_size)
 
-    onnx_b1, onnx_b1_out = time_calls(onnx_embed, singles)
-    onnx_bn, _ = time_calls(onnx_embed, onnx_groups)
+    # one untimed pass first: the ONNX-only process's peak RSS, before torch is loaded
+    for group in [*singles, *onnx_groups]:
+        onnx_embed(group)
     rss_onnx = peak_rss_mb()
-    say(f"onnx int8   batch 1: {_fmt(onnx_b1)}")
-    say(f"onnx int8   batch {batch_size}, length-sorted (Encoder.embed): {_fmt(onnx_bn)}")
-    say(f"peak RSS with the ONNX encoder: {rss_onnx:.1f} MiB")
+    say(f"peak RSS with the ONNX encoder (before torch is loaded): {rss_onnx:.1f} MiB")
     summary: dict[str, Any] = {
         "bench": "nlu",
         "n": len(texts),
@@ -442,7 +458,7 @@ def run_nlu_bench(
         "encoder_version": version_dir.name,
         "encoder_vocab": encoder.manifest.get("vocab"),
         "providers": encoder.providers,
-        "onnx_int8": {"batch1": onnx_b1, "batched": onnx_bn},
+        "onnx_int8": None,
         "batching": {
             "onnx_int8": "Encoder.embed: length-sorted batches",
             "torch_fp32": "consecutive chunks in the given order, padded to the longest",
@@ -452,51 +468,82 @@ def run_nlu_bench(
         "peak_rss_mb_onnx": rss_onnx,
         "rss_mb_at_start": rss_start,
     }
+    pipeline: TorchPipeline | None = None
     if not with_torch:
         summary["torch_skipped"] = "PyTorch side skipped (--no-torch)"
     else:
+        rss_before_torch = rss_mb()
         try:
-            import torch
-            import transformers
+            pipeline = TorchPipeline(encoder, threads)
         except ImportError as exc:
             summary["torch_skipped"] = (
-                f"PyTorch side skipped: {exc.name} is not installed; run this benchmark with a "
+                f"PyTorch side skipped: {exc.name or exc} is not installed; run this benchmark with a "
                 "separate environment that has torch and transformers (see bench/nlu.py)"
             )
+        except BenchNluError as exc:
+            summary["torch_skipped"] = f"PyTorch side skipped: {exc}"
+        if pipeline is None:
             say(summary["torch_skipped"])
-        else:
-            rss_before_torch = rss_mb()
-            try:
-                pipeline = TorchPipeline(encoder, threads)
-            except BenchNluError as exc:
-                summary["torch_skipped"] = f"PyTorch side skipped: {exc}"
-                say(summary["torch_skipped"])
-                summary["peak_rss_mb"] = peak_rss_mb()
-                return summary
-            torch_b1, torch_b1_out = time_calls(pipeline.embed, singles)
-            torch_bn, _ = time_calls(pipeline.embed, plain_groups)
-            rss_after_torch = rss_mb()
-            say(f"torch fp32  batch 1: {_fmt(torch_b1)}")
-            say(f"torch fp32  batch {batch_size}, given order: {_fmt(torch_bn)}")
-            summary["torch_fp32"] = {
-                "batch1": torch_b1,
-                "batched": torch_bn,
-                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-                "attn_implementation": getattr(pipeline.model.config, "_attn_implementation", None),
-            }
-            if rss_before_torch is not None and rss_after_torch is not None:
-                summary["rss_mb_added_by_torch"] = round(rss_after_torch - rss_before_torch, 1)
-            summary["cosine_onnx_int8_vs_torch_fp32"] = mean_cosine(onnx_b1_out, torch_b1_out)
-            summary["ratio_onnx_over_torch"] = {
-                "batch1": round(onnx_b1["texts_per_s"] / torch_b1["texts_per_s"], 2),
-                "batched": round(onnx_bn["texts_per_s"] / torch_bn["texts_per_s"], 2),
-            }
-            ratio = summary["ratio_onnx_over_torch"]
-            say(
-                f"ONNX int8 / PyTorch fp32 throughput: batch 1 {ratio['batch1']:.2f}x, "
-                f"batched {ratio['batched']:.2f}x; mean cosine "
-                f"{summary['cosine_onnx_int8_vs_torch_fp32']:.4f}"
+
+    modes = {"batch1": (singles, singles), "batched": (onnx_groups, plain_groups)}
+    figures: dict[str, dict[str, Any]] = {"onnx_int8": {}, "torch_fp32": {}}
+    outputs: dict[str, list[np.ndarray]] = {}
+    for mode, (onnx_calls, torch_calls) in modes.items():
+        sides: dict[str, tuple[Embed, Sequence[list[str]]]] = {
+            "onnx_int8": (onnx_embed, onnx_calls)
+        }
+        if pipeline is not None:
+            sides["torch_fp32"] = (pipeline.embed, torch_calls)
+        for side, (side_figures, side_outputs) in time_sides(sides).items():
+            figures[side][mode] = side_figures
+            if mode == "batch1":
+                outputs[side] = side_outputs
+    summary["onnx_int8"] = figures["onnx_int8"]
+    say(f"onnx int8   batch 1: {_fmt(figures['onnx_int8']['batch1'])}")
+    say(
+        f"onnx int8   batch {batch_size}, length-sorted (Encoder.embed): "
+        f"{_fmt(figures['onnx_int8']['batched'])}"
+    )
+    if pipeline is not None:
+        import torch
+        import transformers
+
+        torch_figures = figures["torch_fp32"]
+        say(f"torch fp32  batch 1: {_fmt(torch_figures['batch1'])}")
+        say(f"torch fp32  batch {batch_size}, given order: {_fmt(torch_figures['batched'])}")
+        summary["torch_fp32"] = {
+            **torch_figures,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "attn_implementation": getattr(pipeline.model.config, "_attn_implementation", None),
+        }
+        rss_after_torch = rss_mb()
+        if rss_before_torch is not None and rss_after_torch is not None:
+            summary["rss_mb_added_by_torch"] = round(rss_after_torch - rss_before_torch, 1)
+        summary["cosine_onnx_int8_vs_torch_fp32"] = mean_cosine(
+            outputs["onnx_int8"], outputs["torch_fp32"]
+        )
+        summary["ratio_onnx_over_torch"] = {
+            mode: round(
+                figures["onnx_int8"][mode]["texts_per_s"] / torch_figures[mode]["texts_per_s"], 2
             )
+            for mode in modes
+        }
+        summary["cpu_ratio_torch_over_onnx"] = {
+            mode: round(
+                torch_figures[mode]["cpu_ms_per_text"]
+                / figures["onnx_int8"][mode]["cpu_ms_per_text"],
+                2,
+            )
+            for mode in modes
+        }
+        ratio = summary["ratio_onnx_over_torch"]
+        say(
+            f"ONNX int8 / PyTorch fp32 throughput: batch 1 {ratio['batch1']:.2f}x, "
+            f"batched {ratio['batched']:.2f}x (CPU time per text: batch 1 "
+            f"{summary['cpu_ratio_torch_over_onnx']['batch1']:.2f}x, batched "
+            f"{summary['cpu_ratio_torch_over_onnx']['batched']:.2f}x); mean cosine "
+            f"{summary['cosine_onnx_int8_vs_torch_fp32']:.4f}"
+        )
     summary["peak_rss_mb"] = peak_rss_mb()
     return summary
 
