@@ -170,6 +170,9 @@ def test_build_prunes_the_vocabulary_and_matches_the_full_build(tmp_path: Path) 
     same = manifest["checks"]["pruned_vs_full_tokens"]
     assert same["agree"] == same["total"] >= 1000
     assert manifest["pad_id"] == 1 and manifest["external_data"] == {"model.onnx": MODEL_DATA_FILE}
+    # the weights file is as readable as the graph file (onnx writes it owner-only)
+    modes = {(pruned_dir / f).stat().st_mode & 0o777 for f in ("model.onnx", MODEL_DATA_FILE)}
+    assert len(modes) == 1
     source_ids = np.load(pruned_dir / SOURCE_IDS_FILE)
     assert source_ids.tolist() == [0, 1, 2, 3, *range(4 + len(OTHER_WORDS), 4 + 3 + len(WORDS))]
 
