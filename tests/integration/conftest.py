@@ -178,3 +178,16 @@ class Platform:
 
 def models_root() -> Path:
     return load_settings().models_path
+
+
+@pytest.fixture(scope="module")
+def ferretdb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private FerretDB on a free port for one test module (no Kafka, no services)."""
+    paths = localstack.StackPaths.from_state_dir(tmp_path_factory.mktemp("ferretdb"))
+    cfg = localstack.FerretDBConfig(port=localstack.free_port(), log_level="warn")
+    localstack.start_ferretdb(paths, cfg, cache_dir=Path(load_settings().cache_dir).expanduser())
+    try:
+        localstack.wait_mongo_ready(cfg.uri, 60, paths=paths)
+        yield cfg.uri
+    finally:
+        localstack.stop_all(paths, [localstack.FERRETDB])

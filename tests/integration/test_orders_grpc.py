@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -50,15 +49,8 @@ INJECTIONS = ['{"$ne": null}', "1234567890' || '1", '{"$gt": ""}', "7730192846\n
 
 
 @pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    paths = localstack.StackPaths.from_state_dir(tmp_path_factory.mktemp("orders-stack"))
-    cfg = localstack.FerretDBConfig(port=localstack.free_port(), log_level="warn")
-    localstack.start_ferretdb(paths, cfg, cache_dir=Path(load_settings().cache_dir).expanduser())
-    try:
-        localstack.wait_mongo_ready(cfg.uri, 60, paths=paths)
-        yield cfg.uri
-    finally:
-        localstack.stop_all(paths, [localstack.FERRETDB])
+def mongo_uri(ferretdb_uri: str) -> str:
+    return ferretdb_uri
 
 
 @pytest.fixture(scope="module")

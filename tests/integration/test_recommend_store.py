@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,15 +49,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    paths = localstack.StackPaths.from_state_dir(tmp_path_factory.mktemp("recommend-stack"))
-    cfg = localstack.FerretDBConfig(port=localstack.free_port(), log_level="warn")
-    localstack.start_ferretdb(paths, cfg, cache_dir=Path(load_settings().cache_dir).expanduser())
-    try:
-        localstack.wait_mongo_ready(cfg.uri, 60, paths=paths)
-        yield cfg.uri
-    finally:
-        localstack.stop_all(paths, [localstack.FERRETDB])
+def mongo_uri(ferretdb_uri: str) -> str:
+    return ferretdb_uri
 
 
 def _settings(mongo_uri: str) -> Settings:
