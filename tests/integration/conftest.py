@@ -108,6 +108,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
         db = handle.db()
         seed(db, reset=True)
         seed_faq(db)
+        # reply re-reads the FAQ every 15 s and embeds it: scripts with FAQ turns need it loaded
+        from kefu.commands.conversation import wait_for_faq
+
+        detail = wait_for_faq(ports.web["reply"], timeout=180, say=print)
+        if "semantic search" not in detail:
+            pytest.fail(f"the reply stage did not load the FAQ within 180 s: {detail!r}")
         yield handle
     finally:
         stacklib.down(settings, say=lambda line: None)

@@ -235,7 +235,9 @@ def test_operator_injection_over_grpc_is_rejected_and_changes_nothing(
 
 def test_operator_injection_through_chat_is_rejected_or_plain_text(stack: StackHandle) -> None:
     db = stack.db()
-    mine = set(DEMO_ORDER_IDS[ME].values())
+    # every order the customer owns, not only the named demo scenarios: the seed adds random ones
+    mine = {str(d["_id"]) for d in db["orders"].find({"user_id": ME}, {"_id": 1})}
+    assert set(DEMO_ORDER_IDS[ME].values()) <= mine
     orders_before = {d["_id"]: d.get("version") for d in db["orders"].find({}, {"version": 1})}
 
     async def run() -> None:
