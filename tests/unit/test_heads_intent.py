@@ -144,3 +144,22 @@ def test_oos_metrics() -> None:
     predicted = ["a", OUT_OF_SCOPE, OUT_OF_SCOPE, "a"]
     assert oos_metrics(true, predicted) == {"oos_recall": 0.5, "oos_false_rejection": 0.5}
     assert oos_metrics(["a", "b"], ["a", "b"]) == {"oos_false_rejection": 0.0}
+
+
+def test_choose_thresholds_uses_the_oos_probability_when_the_class_exists() -> None:
+    rng = np.random.default_rng(6)
+    n = 1000
+    # in-scope rows are often split between two related intents (low top_prob), yet unlike
+    # out-of-scope rows their out_of_scope probability stays low
+    in_scope = OosScores(
+        np.zeros(n, bool), rng.uniform(0.3, 1.0, n), rng.uniform(0.8, 1.0, n),
+        rng.uniform(0.0, 0.2, n),
+    )  # fmt: skip
+    oos = OosScores(
+        np.zeros(200, bool), rng.uniform(0.3, 1.0, 200), rng.uniform(0.8, 1.0, 200),
+        rng.uniform(0.15, 0.5, 200),
+    )  # fmt: skip
+    choice = choose_thresholds(in_scope, oos, max_false_rejection=0.02)
+    assert choice.min_confidence == 0.0 and choice.max_oos_prob < 1.0
+    assert choice.val_false_rejection <= 0.02
+    assert choice.val_oos_recall is not None and choice.val_oos_recall > 0.8
