@@ -252,6 +252,10 @@ def choose_thresholds(
     if in_scope.oos_prob is not None and oos.oos_prob is not None:
         high = np.quantile(in_scope.oos_prob, 1.0 - quantiles)
         first = [(0.0, float(t)) for t in np.unique(np.concatenate([[1.0], high]))]
+        # With an out_of_scope class, similarity only guards against text unlike anything seen
+        # (0.2% of in-scope validation rows): cosines move with unseen order numbers and
+        # wording, and a tighter bound rejected "Where is order 1060434832?" (measured).
+        sim_grid = np.array([0.0, float(np.quantile(in_scope.similarity, 0.002))])
     else:
         low = np.quantile(in_scope.top_prob, quantiles)
         first = [(float(t), 1.0) for t in np.unique(np.concatenate([[0.0], low]))]

@@ -41,7 +41,7 @@ from services.models.intent import IntentTrainConfig, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
-HEADS_FORMAT = 3
+HEADS_FORMAT = 4
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 VAL_FRACTION = 0.15
