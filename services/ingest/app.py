@@ -11,7 +11,7 @@ from pymongo.errors import BulkWriteError
 from services.ingest.logic import enrich, parse_inbound
 from services.ingest.text import detect_language
 from services.runtime import metrics
-from services.runtime.bus import Stage
+from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import EnvelopeError, add_latency, encode
 from services.runtime.mongo import async_db
 from services.runtime.retry import retry_until_ok
@@ -46,7 +46,7 @@ def build(settings: Settings) -> Stage:
     @stage.app.agent(stage.source)
     async def ingest(stream: Any) -> None:
         # small batches: one MongoDB round trip de-duplicates the batch; 2 ms bounded wait
-        async for batch in stream.take_events(256, within=0.002):
+        async for batch in take_batches(stream, 256, 0.002):
             await process_batch(batch)
 
     async def process_batch(batch: list[Any]) -> None:

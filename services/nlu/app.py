@@ -13,7 +13,7 @@ from services.models.intent import IntentModel
 from services.nlu.entities import ProductMatcher
 from services.nlu.understand import fill_nlu, model_text, predict_batch
 from services.runtime import metrics
-from services.runtime.bus import Stage
+from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
 from services.runtime.mongo import async_db
 from services.runtime.settings import TOPIC_MESSAGES, TOPIC_NLU, Settings
@@ -82,7 +82,7 @@ def build(settings: Settings) -> Stage:
     @stage.app.agent(stage.source)
     async def understand(stream: Any) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(MAX_BATCH, within=MAX_WAIT_S):
+        async for batch in take_batches(stream, MAX_BATCH, MAX_WAIT_S):
             while not (encoders.version and intents.version):
                 await asyncio.sleep(0.5)  # models still loading: hold the batch, lose nothing
             started = time.perf_counter()

@@ -31,7 +31,7 @@ from services.reply.state import DialogueState, StateStore
 from services.reply.transcript import CLAIMED, SENT, TranscriptStore, turn_doc
 from services.runtime import envelope as codec
 from services.runtime import metrics
-from services.runtime.bus import Stage
+from services.runtime.bus import Stage, take_batches
 from services.runtime.mongo import CONVERSATION_ID_RE, MESSAGE_ID_RE, USER_ID_RE, async_db
 from services.runtime.retry import retry_until_ok
 from services.runtime.settings import (
@@ -290,7 +290,7 @@ def build(settings: Settings) -> Stage:
     async def reply(stream: Any) -> None:
         # Turns wait on MongoDB and OrderService, so different conversations are handled
         # concurrently; the turns of one conversation stay strictly in order (dialogue state).
-        async for batch in stream.take_events(MAX_BATCH, within=MAX_WAIT_S):
+        async for batch in take_batches(stream, MAX_BATCH, MAX_WAIT_S):
             await ready.wait()  # indexes, FAQ and the orders client first
             await asyncio.gather(*(in_order(group) for group in by_conversation(batch)))
 

@@ -7,10 +7,11 @@ Faust's codec layer, which would stop the stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ class Stage:
             # commit often: on a crash at most this much is re-processed (and de-duplicated)
             broker_commit_interval=0.5,
             broker_commit_every=200,
-            producer_linger=0.001,  # seconds; producer_linger_ms is deprecated (warns at start)
+            producer_linger=settings.producer_linger_ms / 1000.0,  # seconds (the _ms one warns)
             producer_acks=-1,
             stream_buffer_maxsize=1024,
             table_cleanup_interval=30.0,
@@ -240,6 +241,69 @@ class Stage:
             else:
                 valid.append((event, env))
         return valid
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Batches of up to ``max_`` events: waits for the first event without any timer, then at
+    most ``within`` seconds for more; acks a batch's events once the caller is done with it.
+
+    Faust's ``Stream.take_events`` polls instead: it wakes every ``within`` seconds even when
+    the topic is idle. With the stages' 2-3 ms windows that was ~10% of a core per idle
+    service (py-spy: 94% of the idle samples in epoll with 2 ms timeouts). The mechanics are
+    Faust's (a stream processor fills the buffer while the stream is drained passively; the
+    drainer waits while a batch is being handled, so at most ``max_`` are held); only the
+    wait differs.
+    """
+    loop = asyncio.get_running_loop()
+    events: list[Any] = []
+    arrived, full, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handling: asyncio.Future[None] | None = None
+
+    async def add_to_batch(value: Any) -> Any:
+        nonlocal handling
+        if handling is not None:  # the caller is handling a batch: hold this one back
+            try:
+                await handling
+            finally:
+                handling = None
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_batches: the stream has no current event")
+        events.append(event)
+        arrived.set()
+        if len(events) >= max_:
+            full.set()
+            consumed.clear()
+            await stream.wait(consumed)
+        return value
+
+    acks_were_enabled = stream.enable_acks
+    stream.enable_acks = False  # acked here, after the caller has handled the batch
+    stream.add_processor(add_to_batch)
+    stream._enable_passive(aiter(stream.channel))  # private, as in Stream.take_events
+    try:
+        while not stream.should_stop:
+            if not events:
+                await stream.wait_for_stopped(arrived)  # idle: no timer
+            await stream.wait_for_stopped(full, timeout=within)
+            if not events:
+                continue
+            handling = loop.create_future()
+            batch = list(events)
+            try:
+                yield batch
+            finally:
+                events.clear()
+                for event in batch:
+                    await stream.ack(event)
+                arrived.clear()
+                full.clear()
+                if not handling.done():
+                    handling.set_result(None)
+                consumed.set()
+    finally:
+        stream.enable_acks = acks_were_enabled
+        stream._processors.remove(add_to_batch)
 
 
 def run_worker(stage: Stage) -> None:

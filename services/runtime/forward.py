@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from services.runtime import metrics
-from services.runtime.bus import Stage
+from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
 from services.runtime.settings import Settings
 
@@ -19,16 +19,21 @@ def build_forwarder(
     service: str, settings: Settings, source: str, sink: str, note: str = ""
 ) -> Stage:
     stage = Stage(service, settings, source=source)
-    out = stage.topic(sink)
+    stage.topic(sink)  # declared, so the app knows the topic it writes
     if note:
         stage.health.notes["mode"] = note
 
     @stage.app.agent(stage.source)
     async def forward(stream: Any) -> None:
-        # The same loop shape as the real stages (ingest, nlu, sentiment, reply): small batches
-        # with a bounded 2 ms wait. Per-event iteration let the producer flush after nearly
-        # every message (one produce request each): 2.85x the CPU of raw aiokafka, measured.
-        async for batch in stream.take_events(256, within=0.002):
+        # The loop shape of the real stages (take_batches, 2 ms window), then the
+        # producer's linger (KEFU_PRODUCER_LINGER_MS) sends a batch as one request. The output
+        # goes straight to Faust's producer: the same aiokafka producer that Faust flushes
+        # before it commits the input offsets, without Topic.send's per-message future and
+        # sensor layers (measured: 1.03-1.17 → 0.83-0.86 CPU ms/msg at 1 ms linger).
+        seconds = metrics.STAGE_SECONDS.labels(service)
+        forwarded = metrics.MESSAGES.labels(service, "ok")
+        producer = stage.app.producer
+        async for batch in take_batches(stream, 256, 0.002):
             for event in batch:
                 started = time.perf_counter()
                 env, error = stage.decode_or_none(event.value)
@@ -36,8 +41,8 @@ def build_forwarder(
                     assert error is not None
                     await stage.dead_letter(event, error.reason, error.detail)
                     continue
-                metrics.STAGE_SECONDS.labels(service).observe(add_latency(env, service, started))
-                await out.send(key=event.key, value=encode(env))
-                metrics.MESSAGES.labels(service, "ok").inc()
+                seconds.observe(add_latency(env, service, started))
+                await producer.send(sink, event.key, encode(env), None, None, None)
+                forwarded.inc()
 
     return stage

@@ -11,7 +11,7 @@ from services.models.encoder import Encoder
 from services.models.hotswap import ModelWatcher
 from services.models.sentiment import SentimentModel
 from services.runtime import metrics
-from services.runtime.bus import Stage
+from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
 from services.runtime.settings import TOPIC_NLU, TOPIC_SENTIMENT, Settings
 from services.sentiment.logic import embeddings_for, fill_sentiment
@@ -68,7 +68,7 @@ def build(settings: Settings) -> Stage:
     @stage.app.agent(stage.source)
     async def score(stream: Any) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(MAX_BATCH, within=MAX_WAIT_S):
+        async for batch in take_batches(stream, MAX_BATCH, MAX_WAIT_S):
             while not heads.version:
                 await asyncio.sleep(0.5)
             started = time.perf_counter()
