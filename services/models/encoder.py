@@ -128,6 +128,10 @@ class Encoder:
         # then read from the memory-mapped file instead, and cost 20-30% CPU at batch 1) and
         # memory patterns (no effect either way with dynamic shapes).
         options.enable_cpu_mem_arena = False
+        # No spin-waiting between runs: onnxruntime's pool threads otherwise spin after every
+        # batch, which on a small host takes the CPU that Kafka, FerretDB and the other stages
+        # need (nlu used 60% of a core at 5 msg/s with spinning; see docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(model_path), options, providers=chosen)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         max_length = int(manifest.get("max_length", 512))

@@ -311,6 +311,11 @@ def run_worker(stage: Stage) -> None:
     from services.runtime.logs import setup_logging
 
     setup_logging(stage.service, stage.settings.log_level, stage.settings.log_format)
+    # One BLAS thread: the stages' matrix work is small (heads, FAQ cosines), and OpenBLAS's
+    # idle threads spin, taking CPU from the encoder, Kafka and the database on a small host.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
     worker = faust.Worker(
         stage.app,
         loglevel=stage.settings.log_level.lower(),
