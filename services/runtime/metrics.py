@@ -77,3 +77,9 @@ CONSUMER_LAG = Gauge(
     "Messages not yet consumed by a service's consumer group",
     ["service", "topic"],
 )
+MONGO_COMMAND_SECONDS = Histogram(
+    "kefu_mongo_command_seconds",
+    "MongoDB commands sent by this process, by command, collection and outcome",
+    ["command", "collection", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)

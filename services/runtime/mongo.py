@@ -7,11 +7,15 @@ TTL indexes, $lookup/$facet/$sample, $text or collation.
 from __future__ import annotations
 
 import re
+import threading
+import time
+from typing import Any
 
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
 
+from services.runtime import metrics
 from services.runtime.settings import Settings
 
 # Identifiers from customers are validated against these before any query, and only ever used as
@@ -24,15 +28,60 @@ CONVERSATION_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 
 
+class CommandTimer(monitoring.CommandListener):
+    """Every command's duration in ``kefu_mongo_command_seconds``, by command and collection:
+    what showed that FerretDB's SQLite backend scans a collection for an update by ``_id``
+    while it finds by ``_id`` from the index (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self._started: dict[tuple[Any, int], tuple[str, str, float]] = {}
+        self._lock = threading.Lock()  # sync clients report from their own threads
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        target = event.command.get(name)
+        collection = target if isinstance(target, str) else ""
+        with self._lock:
+            self._started[(event.connection_id, event.request_id)] = (
+                name,
+                collection,
+                time.perf_counter(),
+            )
+
+    def _finished(self, event: Any, outcome: str) -> None:
+        with self._lock:
+            begun = self._started.pop((event.connection_id, event.request_id), None)
+        if begun is not None:
+            name, collection, at = begun
+            metrics.MONGO_COMMAND_SECONDS.labels(name, collection, outcome).observe(
+                time.perf_counter() - at
+            )
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._finished(event, "ok")
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._finished(event, "error")
+
+
+COMMAND_TIMER = CommandTimer()
+
+
 def sync_db(settings: Settings, timeout_ms: int = 5000) -> Database:
     client: MongoClient = MongoClient(
-        settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True
+        settings.mongo_uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        tz_aware=True,
+        event_listeners=[COMMAND_TIMER],
     )
     return client[settings.mongo_db]
 
 
 def async_db(settings: Settings, timeout_ms: int = 5000) -> AsyncDatabase:
     client: AsyncMongoClient = AsyncMongoClient(
-        settings.mongo_uri, serverSelectionTimeoutMS=timeout_ms, tz_aware=True
+        settings.mongo_uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        tz_aware=True,
+        event_listeners=[COMMAND_TIMER],
     )
     return client[settings.mongo_db]
