@@ -152,7 +152,8 @@ class Stage:
 
         @app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:
-            return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            # as a header: aiohttp refuses a content_type argument that carries a charset
+            return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:

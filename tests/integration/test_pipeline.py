@@ -151,3 +151,24 @@ def test_the_example_platform_client_works(stack: StackHandle) -> None:
             await producer.stop()
 
     asyncio.run(run())
+
+
+def test_every_service_serves_its_prometheus_metrics(stack: StackHandle) -> None:
+    import urllib.request
+
+    asyncio.run(_one_reply(stack))  # at least one message through every stage
+    for service, port in stack.ports.web.items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert resp.status == 200, service
+            assert resp.headers["Content-Type"].startswith("text/plain"), service
+            body = resp.read().decode()
+        assert "kefu_mongo_command_seconds" in body or service in ("nlu", "sentiment"), service
+        if service in STAGES:
+            processed = [
+                line
+                for line in body.splitlines()
+                if line.startswith("kefu_messages_total{")
+                and f'service="{service}"' in line
+                and not line.endswith(" 0.0")
+            ]
+            assert processed, f"{service} exports no processed messages:\n{body[:2000]}"
