@@ -122,10 +122,8 @@ def build(settings: Settings) -> Stage:
     async def enrich(stream: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            env, error = stage.decode_or_none(event.value)
+            env = await stage.decode_or_dead_letter(event)
             if env is None:
-                assert error is not None
-                await stage.dead_letter(event, error.reason, error.detail)
                 continue
             await recommend(env)
             metrics.STAGE_SECONDS.labels(SERVICE).observe(add_latency(env, SERVICE, started))

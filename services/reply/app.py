@@ -203,15 +203,13 @@ def build(settings: Settings) -> Stage:
                         "handoff save",
                     )
         await send_reply(key, env)
-        await with_mongo(lambda: transcripts.mark_sent(env.message_id), "transcript update")
+        await with_mongo(lambda: transcripts.mark_sent(record), "transcript write")
         metrics.MESSAGES.labels(SERVICE, "resent").inc()
 
     async def handle(event: Any) -> None:
         started = time.perf_counter()
-        env, error = stage.decode_or_none(event.value)
+        env = await stage.decode_or_dead_letter(event)
         if env is None:
-            assert error is not None
-            await stage.dead_letter(event, error.reason, error.detail)
             return
         try:
             validate_ids(env)
@@ -267,7 +265,7 @@ def build(settings: Settings) -> Stage:
             )
             metrics.HANDOFFS.labels(decision.handoff_reason).inc()
         await send_reply(key, env)
-        await with_mongo(lambda: transcripts.mark_sent(env.message_id), "transcript update")
+        await with_mongo(lambda: transcripts.mark_sent(doc), "transcript write")
         metrics.REPLIES.labels(decision.action, decision.language).inc()
         metrics.MESSAGES.labels(SERVICE, "ok").inc()
         metrics.STAGE_SECONDS.labels(SERVICE).observe(elapsed)

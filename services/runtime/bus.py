@@ -231,15 +231,20 @@ class Stage:
         except codec.EnvelopeError as exc:
             return None, exc
 
+    async def decode_or_dead_letter(self, event: Any) -> Envelope | None:
+        """The event's envelope, or None after sending it to the DLQ with the reason."""
+        env, error = self.decode_or_none(event.value)
+        if env is None:
+            assert error is not None
+            await self.dead_letter(event, error.reason, error.detail)
+        return env
+
     async def decode_batch(self, events: list[Any]) -> list[tuple[Any, Envelope]]:
         """Decode a batch of envelopes; the undecodable go to the DLQ with their reason."""
         valid = []
         for event in events:
-            env, error = self.decode_or_none(event.value)
-            if env is None:
-                assert error is not None
-                await self.dead_letter(event, error.reason, error.detail)
-            else:
+            env = await self.decode_or_dead_letter(event)
+            if env is not None:
                 valid.append((event, env))
         return valid
 

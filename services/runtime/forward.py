@@ -36,10 +36,8 @@ def build_forwarder(
         async for batch in take_batches(stream, 256, 0.002):
             for event in batch:
                 started = time.perf_counter()
-                env, error = stage.decode_or_none(event.value)
+                env = await stage.decode_or_dead_letter(event)
                 if env is None:
-                    assert error is not None
-                    await stage.dead_letter(event, error.reason, error.detail)
                     continue
                 seconds.observe(add_latency(env, service, started))
                 await producer.send(sink, event.key, encode(env), None, None, None)

@@ -176,7 +176,7 @@ def test_a_redelivered_message_is_answered_once_and_a_claimed_one_is_resent(
     conversation = f"idem-{uuid.uuid4().hex[:8]}"
     fresh, claimed = uuid.uuid4().hex, uuid.uuid4().hex
     # a turn claimed just before a crash: its stored reply goes out, not a newly decided one
-    db["conversations"].insert_one(
+    db["reply_claims"].insert_one(
         {
             "_id": claimed,
             "conversation_id": conversation,
@@ -204,7 +204,8 @@ def test_a_redelivered_message_is_answered_once_and_a_claimed_one_is_resent(
     states = {
         d["_id"]: d["state"] for d in db["conversations"].find({"conversation_id": conversation})
     }
-    assert states == {fresh: "sent", claimed: "sent"}
+    assert states == {fresh: "sent", claimed: "sent"}  # both transcripts written once sent
+    assert db["reply_claims"].find_one({"_id": fresh})["state"] == "claimed"
 
 
 def test_transcripts_store_masked_text_and_are_indexed(stack: StackHandle) -> None:
