@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
+
+from pymongo.errors import PyMongoError
 
 from kefu.v1.events_pb2 import Envelope
 from services.models import registry
@@ -23,6 +26,8 @@ from services.runtime.bus import Stage
 from services.runtime.envelope import add_latency, encode
 from services.runtime.mongo import async_db
 from services.runtime.settings import TOPIC_BEHAVIOR, TOPIC_ENRICHED, TOPIC_SENTIMENT, Settings
+
+log = logging.getLogger(__name__)
 
 SERVICE = "recommend"
 HISTORY_PROJECTION = {"_id": 0, "user_id": 1, "product_id": 1, "kind": 1, "quantity": 1, "at": 1}
@@ -91,8 +96,13 @@ def build(settings: Settings) -> Stage:
     async def recommend(env: Envelope) -> None:
         section = env.recommend
         attach, why = decide(signals_from_envelope(env))
-        if attach and await in_handoff(env.conversation_id):
-            attach, why = False, "handoff"
+        if attach:
+            try:
+                if await in_handoff(env.conversation_id):
+                    attach, why = False, "handoff"
+            except PyMongoError as exc:  # unsure whether a person has the conversation: skip
+                log.warning("handoff check failed, no recommendations this turn: %s", exc)
+                attach, why = False, "handoff_unknown"
         rec = state["rec"]
         if attach and rec is None:
             attach, why = False, "no_model"

@@ -346,6 +346,7 @@ _TRANSIENT_MARKERS = (
     "rolled back",
     "shutdown",
     "shutting down",
+    "context canceled",  # FerretDB cancels in-flight SQLite transactions when it stops
 )
 
 
@@ -355,4 +356,5 @@ def _transient(exc: OperationFailure) -> bool:
     if exc.code in (11600, 11602, 91, 189):
         return True
     text = str(exc).lower()
-    return exc.code == 1 and any(marker in text for marker in _TRANSIENT_MARKERS)
+    # code 1, or none at all: FerretDB's errors from a cancelled transaction carry no code
+    return exc.code in (1, None) and any(marker in text for marker in _TRANSIENT_MARKERS)
