@@ -396,6 +396,13 @@ class TrafficDriver:
     def unanswered(self, message_ids: Iterable[str]) -> list[str]:
         return [m for m in message_ids if m not in self._answered]
 
+    def first_answer(self, message_id: str) -> dict[str, Any] | None:
+        """The first answer (outbound or handoff) received for ``message_id``, if any."""
+        for r in self.received:
+            if r.message_id == message_id and r.topic in ANSWER_TOPICS:
+                return r.value
+        return None
+
     def dead_letter_for(self, partition: int, offset: int) -> dict[str, Any] | None:
         """The DLQ record of the inbound record at (partition, offset), if one arrived."""
         return self.dlq_by_source.get((partition, offset))

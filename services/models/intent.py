@@ -254,7 +254,6 @@ def choose_thresholds(
     if n_in == 0:
         return ThresholdChoice(0.0, 0.0, 0.0, None)
     quantiles = np.linspace(0.0, max_false_rejection, 13)
-    sim_grid = np.unique(np.concatenate([[0.0], np.quantile(in_scope.similarity, quantiles)]))
     if oos is None or len(oos.top_prob) == 0:
         half = max_false_rejection / 2
         t_conf = float(np.quantile(in_scope.top_prob, half))
@@ -272,6 +271,7 @@ def choose_thresholds(
     else:
         low = np.quantile(in_scope.top_prob, quantiles)
         first = [(float(t), 1.0) for t in np.unique(np.concatenate([[0.0], low]))]
+        sim_grid = np.unique(np.concatenate([[0.0], np.quantile(in_scope.similarity, quantiles)]))
     best: tuple[float, float, float, float, float] | None = None
     for t_conf, t_oos in first:
         for t_sim in sim_grid:

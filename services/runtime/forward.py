@@ -19,7 +19,6 @@ def build_forwarder(
     service: str, settings: Settings, source: str, sink: str, note: str = ""
 ) -> Stage:
     stage = Stage(service, settings, source=source)
-    stage.topic(sink)  # declared, so the app knows the topic it writes
     if note:
         stage.health.notes["mode"] = note
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient, monitoring
@@ -34,27 +33,23 @@ class CommandTimer(monitoring.CommandListener):
     while it finds by ``_id`` from the index (docs/benchmarks.md)."""
 
     def __init__(self) -> None:
-        self._started: dict[tuple[Any, int], tuple[str, str, float]] = {}
+        # the finish events carry the duration but not the collection: remember it per request
+        self._collection: dict[tuple[Any, int], str] = {}
         self._lock = threading.Lock()  # sync clients report from their own threads
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        name = event.command_name
-        target = event.command.get(name)
-        collection = target if isinstance(target, str) else ""
+        target = event.command.get(event.command_name)
         with self._lock:
-            self._started[(event.connection_id, event.request_id)] = (
-                name,
-                collection,
-                time.perf_counter(),
+            self._collection[(event.connection_id, event.request_id)] = (
+                target if isinstance(target, str) else ""
             )
 
     def _finished(self, event: Any, outcome: str) -> None:
         with self._lock:
-            begun = self._started.pop((event.connection_id, event.request_id), None)
-        if begun is not None:
-            name, collection, at = begun
-            metrics.MONGO_COMMAND_SECONDS.labels(name, collection, outcome).observe(
-                time.perf_counter() - at
+            collection = self._collection.pop((event.connection_id, event.request_id), None)
+        if collection is not None:
+            metrics.MONGO_COMMAND_SECONDS.labels(event.command_name, collection, outcome).observe(
+                event.duration_micros / 1e6
             )
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

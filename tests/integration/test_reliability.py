@@ -24,7 +24,6 @@ from bench.pipeline import TrafficDriver, analyse
 from bench.traffic import PlannedMessage, builtin_dialogues, plan_messages
 from kefu import localstack
 from kefu import stack as stacklib
-from services.runtime.settings import TOPIC_HANDOFF, TOPIC_OUTBOUND
 from tests.integration.conftest import StackHandle
 
 RATE = 6.0  # messages per second: a steady trickle, as fast as the 2-core CI machine allows
@@ -183,13 +182,7 @@ def order_question(conversation: str, user: str, text: str) -> PlannedMessage:
 async def ask(driver: TrafficDriver, msg: PlannedMessage, timeout: float) -> dict[str, Any] | None:
     """Send one message; the first answer within ``timeout`` s, or None."""
     result = await driver.run([msg], rate=10.0, reply_timeout=timeout, settle=0.5)
-    mid = result.sent[0].message_id
-    answers = [
-        r.value
-        for r in driver.received
-        if r.message_id == mid and r.topic in (TOPIC_OUTBOUND, TOPIC_HANDOFF)
-    ]
-    return answers[0] if answers else None
+    return driver.first_answer(result.sent[0].message_id)
 
 
 @pytest.mark.slow

@@ -33,8 +33,6 @@ from services.runtime.settings import (
     ALL_TOPICS,
     TOPIC_BEHAVIOR,
     TOPIC_CONTROL,
-    TOPIC_HANDOFF,
-    TOPIC_OUTBOUND,
 )
 from tests.integration.conftest import StackHandle
 
@@ -81,14 +79,9 @@ async def chat(stack: StackHandle, messages: list[PlannedMessage]) -> dict[str, 
     async with TrafficDriver(stack.settings) as driver:
         for msg in messages:  # one at a time: each turn sees the previous one's state
             result = await driver.run([msg], rate=10.0, reply_timeout=REPLY_TIMEOUT, settle=0.2)
-            mid = result.sent[0].message_id
-            got = [
-                r.value
-                for r in driver.received
-                if r.message_id == mid and r.topic in (TOPIC_OUTBOUND, TOPIC_HANDOFF)
-            ]
+            got = driver.first_answer(result.sent[0].message_id)
             assert got, f"no answer to {msg.text!r} within {REPLY_TIMEOUT} s"
-            answers[msg.conversation_id + "|" + msg.text] = got[0]
+            answers[msg.conversation_id + "|" + msg.text] = got
     return answers
 
 
