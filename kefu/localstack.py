@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -43,6 +44,8 @@ FERRETDB_VERSION = "v1.24.2"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
+# Fixes applied to FerretDB's source before it is built (see each patch's header).
+FERRETDB_PATCHES = DEPLOY_DIR / "ferretdb" / "patches"
 SETUP_HINT = "run `bash deploy/local/setup.sh` first"
 DOWN_HINT = "stop what holds it (`kefu stack down` stops a previous local stack)"
 
@@ -269,8 +272,18 @@ def kafka_home(cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / f"kafka-{KAFKA_VERSION}"
 
 
+def ferretdb_patch_digest(patches_dir: Path = FERRETDB_PATCHES) -> str:
+    """First 12 hex digits of sha256 over the patch files in name order, as setup.sh computes it."""
+    digest = hashlib.sha256()
+    for patch in sorted(patches_dir.glob("*.patch")):
+        digest.update(patch.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ferretdb_binary(cache_dir: Path | None = None) -> Path:
-    return (cache_dir or default_cache_dir()) / "bin" / f"ferretdb-{FERRETDB_VERSION}"
+    """The FerretDB that setup.sh built; its name changes with the patches it was built with."""
+    name = f"ferretdb-{FERRETDB_VERSION}-{ferretdb_patch_digest()}"
+    return (cache_dir or default_cache_dir()) / "bin" / name
 
 
 # --------------------------------------------------------------------------- rendering (pure)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare the local stack's artefacts, idempotently, from package registries only:
 #   - Apache Kafka jars from Maven Central (deploy/local/kafka/pom.xml) -> <cache>/kafka-<v>/libs
-#   - FerretDB built from the Go module proxy (deploy/local/ferretdb)   -> <cache>/bin/ferretdb-<v>
+#   - FerretDB built from the Go module proxy (deploy/local/ferretdb), with the small fixes in
+#     deploy/local/ferretdb/patches applied to its source              -> <cache>/bin/ferretdb-<v>-<patches>
 # <cache> is $KEFU_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/kefu (as services/runtime/settings.py).
 # Each artefact is only fetched or built when missing, so a second run takes seconds.
 # `kefu stack up` (kefu/localstack.py) runs what this prepares.
@@ -24,7 +25,12 @@ ferretdb_version="$(awk '$1 == "require" && $2 == "github.com/FerretDB/FerretDB"
 
 kafka_libs="$cache_dir/kafka-$kafka_version/libs"
 kafka_stamp="$kafka_libs/.kefu-pom.sha256"
-ferretdb_bin="$cache_dir/bin/ferretdb-$ferretdb_version"
+# The binary's name carries a digest of the patches, so editing a patch rebuilds it
+# (kefu/localstack.py computes the same name).
+patch_files=()
+while IFS= read -r f; do patch_files+=("$f"); done < <(LC_ALL=C ls "$here"/ferretdb/patches/*.patch 2>/dev/null)
+patch_sum="$(cat "${patch_files[@]}" </dev/null | sha256sum | cut -c1-12)"
+ferretdb_bin="$cache_dir/bin/ferretdb-$ferretdb_version-$patch_sum"
 
 # --------------------------------------------------------------------------- prerequisites
 missing=()
@@ -58,6 +64,7 @@ if ((need_go)); then
       missing+=("Go 1.21 or newer (found: ${go_version:-unknown}) -> https://go.dev/dl/ or a newer golang-go package")
     fi
   fi
+  command -v patch >/dev/null 2>&1 || missing+=("patch, to apply deploy/local/ferretdb/patches -> apt-get install patch")
 fi
 if ((${#missing[@]})); then
   printf 'setup: missing prerequisites:\n' >&2
@@ -100,10 +107,29 @@ step_at=$(date +%s.%N)
 if ((need_go)); then
   say "building FerretDB $ferretdb_version (Go module proxy) into $ferretdb_bin ... (a few minutes the first time)"
   mkdir -p "$(dirname "$ferretdb_bin")"
-  # -mod=readonly: build exactly what go.mod/go.sum pin; nice: other work shares the CPUs.
-  (cd "$here/ferretdb" \
+  # The pinned FerretDB module (go.mod/go.sum, -mod=readonly) is downloaded into Go's module cache,
+  # copied, patched, and built through a `replace` in a scratch copy of the tiny main module.
+  module_dir="$(cd "$here/ferretdb" && GOFLAGS=-mod=readonly go mod download -json github.com/FerretDB/FerretDB \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" \
+    || die "could not download the FerretDB module (see above); check access to the Go module proxy"
+  [[ -d "$module_dir" ]] || die "go mod download gave no source folder for FerretDB $ferretdb_version"
+  build_dir="$(mktemp -d)"
+  trap 'rm -rf "$build_dir"' EXIT
+  cp -r "$module_dir" "$build_dir/FerretDB"
+  chmod -R u+w "$build_dir/FerretDB"
+  for patch_file in "${patch_files[@]}"; do
+    patch -s -p1 -d "$build_dir/FerretDB" <"$patch_file" \
+      || die "$(basename "$patch_file") does not apply to FerretDB $ferretdb_version"
+    say "applied $(basename "$patch_file")"
+  done
+  cp "$here"/ferretdb/go.mod "$here"/ferretdb/go.sum "$here"/ferretdb/main.go "$build_dir/"
+  # nice: other work shares the CPUs.
+  (cd "$build_dir" \
+    && go mod edit -replace=github.com/FerretDB/FerretDB=./FerretDB \
     && GOFLAGS=-mod=readonly nice -n 10 go build -trimpath -ldflags='-s -w' -o "$ferretdb_bin.tmp" .) \
     || die "go build of FerretDB failed (see above); check access to the Go module proxy"
+  rm -rf "$build_dir"
+  trap - EXIT
   "$ferretdb_bin.tmp" --version >/dev/null || die "the built FerretDB binary does not run"
   mv "$ferretdb_bin.tmp" "$ferretdb_bin"
   say "FerretDB $ferretdb_version: built in $(elapsed "$step_at") s"

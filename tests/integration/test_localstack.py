@@ -232,6 +232,29 @@ def test_mongo_insert_find_and_index(stack: LocalStack) -> None:
         client.close()
 
 
+def test_mongo_lookups_by_id_use_the_id_index(stack: LocalStack) -> None:
+    """deploy/local/ferretdb/patches/0001: without it FerretDB scans the table for every _id lookup
+    (find, update, delete), so each write costs time in proportion to the collection's size."""
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        stack.config.ferretdb.uri, serverSelectionTimeoutMS=5000
+    )
+    try:
+        states = client["kefu_test"]["states"]
+        states.insert_many([{"_id": f"conv-{i}", "turn": 0} for i in range(50)])
+        plan = client["kefu_test"].command(
+            "explain", {"find": "states", "filter": {"_id": "conv-7"}}
+        )
+        steps = " ".join(str(step) for step in plan["queryPlanner"]["Plan"])
+        assert "USING INDEX" in steps and "SCAN" not in steps, steps
+        # the same pushed-down lookup serves updates and deletes: they still find their document
+        assert states.update_one({"_id": "conv-7"}, {"$set": {"turn": 1}}).modified_count == 1
+        assert states.find_one({"_id": "conv-7"}) == {"_id": "conv-7", "turn": 1}
+        assert states.delete_one({"_id": "conv-8"}).deleted_count == 1
+        assert states.count_documents({}) == 49
+    finally:
+        client.close()
+
+
 def _processes_of(state: Path) -> list[psutil.Process]:
     """Every live process whose command line mentions the (unique, temporary) state dir."""
     found = []

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -50,7 +51,31 @@ def test_versions_match_the_build_files() -> None:
 
 def test_artefact_locations_carry_the_versions(tmp_path: Path) -> None:
     assert ls.kafka_home(tmp_path) == tmp_path / f"kafka-{ls.KAFKA_VERSION}"
-    assert ls.ferretdb_binary(tmp_path) == tmp_path / "bin" / f"ferretdb-{ls.FERRETDB_VERSION}"
+    digest = ls.ferretdb_patch_digest()
+    assert (
+        ls.ferretdb_binary(tmp_path)
+        == tmp_path / "bin" / f"ferretdb-{ls.FERRETDB_VERSION}-{digest}"
+    )
+
+
+def test_patch_digest_is_the_one_setup_sh_computes() -> None:
+    # setup.sh names the binary with `cat patches/*.patch | sha256sum | cut -c1-12` (C order)
+    script = 'cd "$1" && LC_ALL=C cat ./*.patch | sha256sum | cut -c1-12'
+    out = subprocess.run(
+        ["bash", "-c", script, "_", str(ls.FERRETDB_PATCHES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == ls.ferretdb_patch_digest()
+    assert list(ls.FERRETDB_PATCHES.glob("*.patch")), "the _id index patch is part of the build"
+
+
+def test_patch_digest_changes_with_the_patches(tmp_path: Path) -> None:
+    (tmp_path / "0001-a.patch").write_text("one")
+    first = ls.ferretdb_patch_digest(tmp_path)
+    (tmp_path / "0002-b.patch").write_text("two")
+    assert ls.ferretdb_patch_digest(tmp_path) != first
 
 
 # --------------------------------------------------------------------------- server.properties

@@ -33,6 +33,10 @@ func ferretdbVersion() string {
 	}
 	for _, dep := range info.Deps {
 		if dep.Path == ferretdbModule {
+			if dep.Replace != nil {
+				// setup.sh builds a patched copy of the module (deploy/local/ferretdb/patches)
+				return dep.Version + "+kefu-patches"
+			}
 			return dep.Version
 		}
 	}
