@@ -120,12 +120,12 @@ def measure(
         for text in texts:
             vector = encoder.embed([text])
             if intent is not None:
-                intent.predict(vector)
+                intent.predict(vector, [text])
 
     def batched() -> None:
         vectors = encoder.embed(texts, batch_size=32)
         if intent is not None:
-            intent.predict(vectors)
+            intent.predict(vectors, texts)
 
     t0 = time.perf_counter()
     in_worker(one_by_one)

@@ -73,7 +73,7 @@ def build_report(
 
 
 def evaluate_intent(model: IntentModel, data: LabelledData, embeddings: np.ndarray) -> EvalReport:
-    predictions = model.predict(embeddings)
+    predictions = model.predict(embeddings, data.texts)
     predicted = [p.intent for p in predictions]
     report = build_report("intent", data.labels, predicted, oos_metrics(data.labels, predicted))
     in_scope = [i for i, label in enumerate(data.labels) if label != OUT_OF_SCOPE]

@@ -483,6 +483,31 @@ class NgramFeaturizer:
         return cls(vocab=vocab, idf=idf, n_min=spec["n_min"], n_max=spec["n_max"])
 
 
+def ngram_logits(featurizer: NgramFeaturizer, head: DenseHead, texts: Sequence[str]) -> np.ndarray:
+    """Logits of a linear head over the n-gram features of ``texts``."""
+    features = featurizer.transform(texts)
+    result: np.ndarray = np.asarray(features @ head.weights[0]) + head.biases[0]
+    return result
+
+
+def best_mix_weight(
+    p_first: np.ndarray, p_second: np.ndarray, y: np.ndarray, *, lowest: float = 0.0
+) -> float:
+    """Share of ``p_first`` in ``w * p_first + (1 - w) * p_second`` with the lowest log-loss on
+    the labelled rows ``y``, from a 0.05 grid starting at ``lowest`` (1.0 when there are none)."""
+    if len(y) == 0:
+        return 1.0
+    best_w, best_loss = 1.0, float("inf")
+    for w in np.linspace(0.0, 1.0, 21):
+        if w < lowest - 1e-9:
+            continue
+        p = w * p_first + (1 - w) * p_second
+        loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
+        if loss < best_loss:
+            best_w, best_loss = float(w), loss
+    return best_w
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics
 

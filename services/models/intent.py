@@ -20,12 +20,19 @@ and similarity alone misses in-domain but unsupported requests; together they ca
 Probabilities are temperature-scaled on the validation split, and the two thresholds are chosen
 there too (see ``choose_thresholds``), so "confidence 0.8" means right about 80% of the time.
 
-Files of a version: ``intent.npz`` (layers, nearest-neighbour bank) + ``intent.json``.
+The probabilities mix two heads: logistic regression on the sentence embedding, and one on char
+n-gram TF-IDF of the text (exact wording, typos, Chinese without segmentation), with the share of
+each chosen on validation. Measured on Bitext dev with heads trained on ``data/intent`` only:
+embedding head 0.790, n-gram head 0.788, mixed 0.83 (in-scope top-1).
+
+Files of a version: ``intent.npz`` (layers, nearest-neighbour bank, idf) + ``intent.json``
+(+ ``intent_ngrams.json``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +42,20 @@ import numpy as np
 from services.models.datasets import OUT_OF_SCOPE
 from services.models.heads import (
     DenseHead,
+    NgramFeaturizer,
+    best_mix_weight,
     classification_metrics,
     expected_calibration_error,
     fit_dense_head,
     fit_temperature,
+    ngram_logits,
     save_arrays,
     softmax,
 )
 
 MODEL_FILE = "intent.npz"
 CONFIG_FILE = "intent.json"
+NGRAM_FILE = "intent_ngrams.json"
 TOP_K = 3
 
 
@@ -77,6 +88,11 @@ class IntentModel:
     min_similarity: float = 0.0
     max_oos_prob: float = 1.0  # out of scope from this out_of_scope probability (1.0: argmax only)
     meta: dict[str, Any] = field(default_factory=dict)
+    # the char n-gram head (None: embedding head alone) and its share in the mix
+    featurizer: NgramFeaturizer | None = None
+    ngram_head: DenseHead | None = None
+    ngram_temperature: float = 1.0
+    embedding_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self._oos_index = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else -1
@@ -89,9 +105,33 @@ class IntentModel:
     def has_oos_class(self) -> bool:
         return self._oos_index >= 0
 
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+    @property
+    def reads_text(self) -> bool:
+        """True when predictions need the texts as well as their embeddings (n-gram head)."""
+        return self.ngram_head is not None
+
+    def probabilities(
+        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Calibrated class probabilities, [n, len(labels)]."""
-        return softmax(self.head.logits(_as_matrix(embeddings)) / self.temperature)
+        x = _as_matrix(embeddings)
+        probs = softmax(self.head.logits(x) / self.temperature)
+        if self.ngram_head is None or self.featurizer is None:
+            return probs
+        if texts is None or len(texts) != len(x):
+            raise ValueError(
+                "this intent model also reads the text: pass one text per embedding row "
+                f"(got {len(x)} rows, {'no' if texts is None else len(texts)} texts)"
+            )
+        p_ngram = self.ngram_probabilities(texts)
+        mixed: np.ndarray = self.embedding_weight * probs + (1 - self.embedding_weight) * p_ngram
+        return mixed
+
+    def ngram_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        if self.ngram_head is None or self.featurizer is None:
+            raise ValueError("this intent model has no n-gram head")
+        logits = ngram_logits(self.featurizer, self.ngram_head, texts)
+        return softmax(logits / self.ngram_temperature)
 
     def similarity(self, embeddings: np.ndarray, chunk: int = 512) -> np.ndarray:
         x = _as_matrix(embeddings)
@@ -103,13 +143,13 @@ class IntentModel:
     def oos_scores(
         self,
         embeddings: np.ndarray,
-        probs: np.ndarray | None = None,
+        probs: np.ndarray,
         *,
         with_similarity: bool = True,
     ) -> OosScores:
-        """The signals for each row; ``with_similarity=False`` skips the nearest-neighbour
-        search (zeros) when the rule does not use it: it was ~1/3 of nlu's CPU per message."""
-        probs = self.probabilities(embeddings) if probs is None else probs
+        """The signals for each row from its probabilities; ``with_similarity=False`` skips the
+        nearest-neighbour search (zeros) when the rule does not use it: it was ~1/3 of nlu's CPU
+        per message."""
         in_scope = probs[:, self._in_scope]
         oos_class = (
             probs.argmax(axis=1) == self._oos_index
@@ -127,11 +167,13 @@ class IntentModel:
     def is_out_of_scope(self, scores: OosScores) -> np.ndarray:
         return apply_oos_rule(scores, self.min_confidence, self.min_similarity, self.max_oos_prob)
 
-    def predict(self, embeddings: np.ndarray) -> list[IntentPrediction]:
+    def predict(
+        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+    ) -> list[IntentPrediction]:
         x = _as_matrix(embeddings)
         if len(x) == 0:
             return []
-        probs = self.probabilities(x)
+        probs = self.probabilities(x, texts)
         scores = self.oos_scores(x, probs, with_similarity=self.min_similarity > 0)
         oos = self.is_out_of_scope(scores)
         in_scope = probs[:, self._in_scope]
@@ -157,13 +199,19 @@ class IntentModel:
                 )
         return results
 
-    def predict_labels(self, embeddings: np.ndarray) -> list[str]:
-        return [p.intent for p in self.predict(embeddings)]
+    def predict_labels(
+        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+    ) -> list[str]:
+        return [p.intent for p in self.predict(embeddings, texts)]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = self.head.to_arrays("head_")
         arrays["bank"] = self.bank.astype(np.float16)
+        if self.ngram_head is not None and self.featurizer is not None:
+            arrays.update(self.ngram_head.to_arrays("ngram_"))
+            arrays["idf"] = self.featurizer.idf
+            self.featurizer.save(directory / NGRAM_FILE)
         save_arrays(directory / MODEL_FILE, arrays)
         config = {
             "labels": self.labels,
@@ -171,6 +219,9 @@ class IntentModel:
             "min_confidence": self.min_confidence,
             "min_similarity": self.min_similarity,
             "max_oos_prob": self.max_oos_prob,
+            "has_ngram_head": self.ngram_head is not None,
+            "ngram_temperature": self.ngram_temperature,
+            "embedding_weight": self.embedding_weight,
             "meta": self.meta,
         }
         (directory / CONFIG_FILE).write_text(
@@ -186,9 +237,16 @@ class IntentModel:
                 "train one with `kefu train intent --data CSV`"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
+        ngram_head: DenseHead | None = None
+        featurizer: NgramFeaturizer | None = None
         with np.load(model_path) as arrays:
             head = DenseHead.from_arrays(arrays, "head_")
             bank = np.asarray(arrays["bank"])
+            if config.get("has_ngram_head"):
+                ngram_head = DenseHead.from_arrays(arrays, "ngram_")
+                featurizer = NgramFeaturizer.load(
+                    directory / NGRAM_FILE, np.asarray(arrays["idf"], dtype=np.float32)
+                )
         if head.n_classes != len(config["labels"]):
             raise ValueError(
                 f"{directory}: head has {head.n_classes} outputs for {len(config['labels'])} labels"
@@ -202,6 +260,10 @@ class IntentModel:
             min_similarity=float(config["min_similarity"]),
             max_oos_prob=float(config.get("max_oos_prob", 1.0)),
             meta=dict(config.get("meta", {})),
+            featurizer=featurizer,
+            ngram_head=ngram_head,
+            ngram_temperature=float(config.get("ngram_temperature", 1.0)),
+            embedding_weight=float(config.get("embedding_weight", 1.0)),
         )
 
 
@@ -298,6 +360,12 @@ class IntentTrainConfig:
     max_false_rejection: float = 0.015
     max_bank: int = 30_000
     seed: int = 0
+    ngram: bool = True  # add the char n-gram head (when the trainer is given the texts)
+    ngram_c: float = 30.0
+    ngram_max_features: int = 100_000
+    # The validation split resembles the training data more than live traffic, which flatters
+    # the n-gram head (it memorises wording); the embedding head keeps at least this share.
+    min_embedding_weight: float = 0.5
 
 
 def train_intent_model(
@@ -306,9 +374,13 @@ def train_intent_model(
     x_val: np.ndarray,
     labels_val: list[str],
     config: IntentTrainConfig | None = None,
+    *,
+    texts_train: Sequence[str] | None = None,
+    texts_val: Sequence[str] | None = None,
 ) -> tuple[IntentModel, dict[str, Any]]:
-    """Fit the head on the training split; calibrate and pick OOS thresholds on validation.
+    """Fit the heads on the training split; calibrate, mix and pick OOS thresholds on validation.
 
+    The n-gram head is trained when ``config.ngram`` and the texts are given.
     Returns the model and its validation metrics.
     """
     config = config or IntentTrainConfig()
@@ -330,9 +402,11 @@ def train_intent_model(
         rng = np.random.default_rng(config.seed)
         bank = bank[rng.choice(len(bank), config.max_bank, replace=False)]
     model = IntentModel(labels=labels, head=head, temperature=temperature, bank=bank)
+    if config.ngram and texts_train is not None and texts_val is not None:
+        _add_ngram_head(model, config, list(texts_train), y_train, x_val, list(texts_val), y_val)
 
     val_oos = np.array([label == OUT_OF_SCOPE for label in labels_val], dtype=bool)
-    probs = model.probabilities(x_val)
+    probs = model.probabilities(x_val, texts_val)
     scores = model.oos_scores(x_val, probs)
     choice = choose_thresholds(
         _select(scores, ~val_oos),
@@ -343,16 +417,46 @@ def train_intent_model(
     model.min_similarity = choice.min_similarity
     model.max_oos_prob = choice.max_oos_prob
 
-    predicted = model.predict_labels(x_val)
+    predicted = model.predict_labels(x_val, texts_val)
     metrics = classification_metrics(labels_val, predicted)
     metrics.update(oos_metrics(labels_val, predicted))
     metrics["ece"] = expected_calibration_error(probs, y_val)
+    metrics["embedding_weight"] = model.embedding_weight
     metrics["temperature"] = temperature
     metrics["min_confidence"] = choice.min_confidence
     metrics["min_similarity"] = choice.min_similarity
     metrics["max_oos_prob"] = choice.max_oos_prob
     model.meta = {"config": config.__dict__, "validation": metrics}
     return model, metrics
+
+
+def _add_ngram_head(
+    model: IntentModel,
+    config: IntentTrainConfig,
+    texts_train: list[str],
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    texts_val: list[str],
+    y_val: np.ndarray,
+) -> None:
+    featurizer, features = NgramFeaturizer.fit_transform(
+        texts_train, max_features=config.ngram_max_features
+    )
+    model.featurizer = featurizer
+    model.ngram_head = fit_dense_head(features, y_train, c=config.ngram_c, seed=config.seed)
+    if len(y_val) == 0:
+        model.embedding_weight = max(0.5, config.min_embedding_weight)
+        return
+    model.ngram_temperature = fit_temperature(
+        ngram_logits(featurizer, model.ngram_head, texts_val), y_val
+    )
+    p_embedding = softmax(model.head.logits(x_val) / model.temperature)
+    model.embedding_weight = best_mix_weight(
+        p_embedding,
+        model.ngram_probabilities(texts_val),
+        y_val,
+        lowest=config.min_embedding_weight,
+    )
 
 
 def _select(scores: OosScores, mask: np.ndarray) -> OosScores:

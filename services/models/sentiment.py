@@ -31,9 +31,11 @@ from services.models.datasets import SENTIMENT_LABELS
 from services.models.heads import (
     DenseHead,
     NgramFeaturizer,
+    best_mix_weight,
     classification_metrics,
     fit_dense_head,
     fit_temperature,
+    ngram_logits,
     save_arrays,
     softmax,
 )
@@ -181,10 +183,7 @@ class SentimentModel:
     def ngram_logits(self, texts: list[str]) -> np.ndarray:
         if self.ngram_head is None or self.featurizer is None:
             raise ValueError("this sentiment model has no n-gram head")
-        features = self.featurizer.transform(texts)
-        w, b = self.ngram_head.weights[0], self.ngram_head.biases[0]
-        result: np.ndarray = np.asarray(features @ w) + b
-        return result
+        return ngram_logits(self.featurizer, self.ngram_head, texts)
 
     def predict(self, embeddings: np.ndarray, texts: list[str]) -> list[SentimentPrediction]:
         if len(texts) == 0:
@@ -327,13 +326,7 @@ def _best_weight(
     texts = [t for t, keep in zip(texts, rows, strict=True) if keep]
     p_emb = softmax(model.embedding_head.logits(x) / model.embedding_temperature)
     p_ngram = softmax(model.ngram_logits(texts) / model.ngram_temperature)
-    best_w, best_loss = 1.0, float("inf")
-    for w in np.linspace(0.0, 1.0, 21):
-        p = w * p_emb + (1 - w) * p_ngram
-        loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
-        if loss < best_loss:
-            best_w, best_loss = float(w), loss
-    return best_w
+    return best_mix_weight(p_emb, p_ngram, y)
 
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")

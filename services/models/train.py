@@ -41,7 +41,7 @@ from services.models.intent import IntentTrainConfig, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
-HEADS_FORMAT = 4
+HEADS_FORMAT = 5
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 VAL_FRACTION = 0.15
@@ -142,6 +142,8 @@ def train_intent(
         x[val_idx],
         [data.labels[i] for i in val_idx],
         config,
+        texts_train=[data.texts[i] for i in train_idx],
+        texts_val=[data.texts[i] for i in val_idx],
     )
     counts = data.label_counts()
     manifest = {

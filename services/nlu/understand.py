@@ -64,4 +64,4 @@ def predict_batch(
 ) -> tuple[np.ndarray, list[Any]]:
     """One encoder pass for the batch (sorted by length inside the encoder), then the head."""
     embeddings = encoder.embed(list(texts), prefix="query: ")
-    return embeddings, intent_model.predict(embeddings)
+    return embeddings, intent_model.predict(embeddings, list(texts))

@@ -163,3 +163,57 @@ def test_choose_thresholds_uses_the_oos_probability_when_the_class_exists() -> N
     assert choice.min_confidence == 0.0 and choice.max_oos_prob < 1.0
     assert choice.val_false_rejection <= 0.02
     assert choice.val_oos_recall is not None and choice.val_oos_recall > 0.8
+
+
+KEYWORDS = {
+    "cancel_order": ["cancel", "取消", "stop"],
+    "get_refund": ["refund", "退款", "money back"],
+    "track_order": ["where", "物流", "tracking"],
+    "place_order": ["buy", "下单", "purchase"],
+    "recover_password": ["password", "密码", "login"],
+}
+
+
+def _worded_dataset(
+    rng: np.random.Generator, n_per: int
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Embeddings that barely separate the intents (large spread) and texts whose wording does:
+    the situation the char n-gram head is for."""
+    fillers = ["pls", "hi", "亲", "asap", "thanks", "急", "now", "help"]
+    xs, labels, texts = [], [], []
+    for label in INTENTS:
+        centre = _unit(rng.normal(size=EMBED_DIM))
+        xs.append(_sample(centre, n_per, rng, spread=40.0))
+        for _ in range(n_per):
+            words = [str(rng.choice(KEYWORDS[label])), str(rng.choice(fillers))]
+            texts.append(" ".join(rng.permutation(words)))
+            labels.append(label)
+    order = rng.permutation(len(labels))
+    return np.concatenate(xs)[order], [labels[i] for i in order], [texts[i] for i in order]
+
+
+def test_the_ngram_head_adds_what_the_wording_says(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    x, labels, texts = _worded_dataset(rng, 80)
+    tr, va, te = slice(0, 240), slice(240, 320), slice(320, None)
+    plain, _ = train_intent_model(x[tr], labels[tr], x[va], labels[va])
+    mixed, metrics = train_intent_model(
+        x[tr], labels[tr], x[va], labels[va], texts_train=texts[tr], texts_val=texts[va]
+    )
+    assert plain.ngram_head is None and mixed.reads_text
+    assert 0.5 <= mixed.embedding_weight < 1.0
+    assert metrics["embedding_weight"] == mixed.embedding_weight
+    truth = labels[te]
+    acc_plain = np.mean([p == t for p, t in zip(plain.predict_labels(x[te]), truth, strict=True)])
+    acc_mixed = np.mean(
+        [p == t for p, t in zip(mixed.predict_labels(x[te], texts[te]), truth, strict=True)]
+    )
+    assert acc_mixed > acc_plain + 0.2, (acc_plain, acc_mixed)
+    with pytest.raises(ValueError, match="also reads the text"):
+        mixed.predict(x[te])
+    mixed.save(tmp_path)
+    again = IntentModel.load(tmp_path)
+    assert again.reads_text and again.embedding_weight == mixed.embedding_weight
+    a, b = mixed.predict(x[te], texts[te]), again.predict(x[te], texts[te])
+    assert [p.intent for p in a] == [p.intent for p in b]
+    np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
