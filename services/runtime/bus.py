@@ -250,8 +250,13 @@ class Stage:
 
 
 async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
-    """Batches of up to ``max_`` events: waits for the first event without any timer, then at
-    most ``within`` seconds for more; acks a batch's events once the caller is done with it.
+    """Batches of up to ``max_`` events: waits for the first event without any timer, then takes
+    what is already buffered behind it, waiting at most ``within`` seconds for events still
+    arriving; acks a batch's events once the caller is done with it.
+
+    "Already buffered" ends when a few loop turns bring no new event: a lone message goes on at
+    once instead of waiting out the window (it was 2-3 ms per stage at low traffic), while under
+    load the events that queued up during the previous batch still form the next one.
 
     Faust's ``Stream.take_events`` polls instead: it wakes every ``within`` seconds even when
     the topic is idle. With the stages' 2-3 ms windows that was ~10% of a core per idle
@@ -291,7 +296,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
         while not stream.should_stop:
             if not events:
                 await stream.wait_for_stopped(arrived)  # idle: no timer
-            await stream.wait_for_stopped(full, timeout=within)
+            await _settle(events, full, within)
             if not events:
                 continue
             handling = loop.create_future()
@@ -310,6 +315,20 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     finally:
         stream.enable_acks = acks_were_enabled
         stream._processors.remove(add_to_batch)
+
+
+async def _settle(
+    events: list[Any], full: asyncio.Event, within: float, quiet_turns: int = 3
+) -> None:
+    """Return when the batch is full, ``within`` seconds passed, or ``quiet_turns`` event-loop
+    turns in a row added nothing (the stream's buffer is drained: nothing more is on its way)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    quiet = 0
+    while not full.is_set() and quiet < quiet_turns and loop.time() < deadline:
+        before = len(events)
+        await asyncio.sleep(0)
+        quiet = quiet + 1 if len(events) == before else 0
 
 
 def run_worker(stage: Stage) -> None:

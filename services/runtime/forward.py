@@ -24,8 +24,8 @@ def build_forwarder(
 
     @stage.app.agent(stage.source)
     async def forward(stream: Any) -> None:
-        # The loop shape of the real stages (take_batches, 2 ms window), then the
-        # producer's linger (KEFU_PRODUCER_LINGER_MS) sends a batch as one request. The output
+        # The loop shape of the real stages (take_batches, 2 ms window); a batch's outputs are
+        # queued in one loop turn, so they leave as one request even without linger. The output
         # goes straight to Faust's producer: the same aiokafka producer that Faust flushes
         # before it commits the input offsets, without Topic.send's per-message future and
         # sensor layers (measured: 1.03-1.17 → 0.83-0.86 CPU ms/msg at 1 ms linger).
