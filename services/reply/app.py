@@ -174,6 +174,8 @@ def build(settings: Settings) -> Stage:
     async def send_reply(key: bytes, env: Envelope) -> None:
         """Outbound unless forwarding; handoff topic for handoff and forward; wait for acks."""
         action = env.reply.action
+        # nlu's embedding served sentiment and the FAQ search; replies need not carry it
+        env.nlu.ClearField("embedding")
         pending = []
         if action != "forward":
             pending.append(await outbound.send(key=key, value=codec.encode(env)))

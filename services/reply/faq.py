@@ -31,6 +31,8 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
 
+from services.runtime import metrics
+
 if TYPE_CHECKING:
     from services.reply.decide import Turn
 
@@ -516,8 +518,11 @@ class FaqService:
         if turn.embedding and index.query_prefix == "query: " and turn.encoder_version == version:
             vector = np.frombuffer(turn.embedding, dtype="<f2").astype(np.float32)
         if vector is None or vector.shape[0] != index.vectors.shape[1]:
+            metrics.FAQ_QUERY_VECTORS.labels("computed").inc()
             loop = asyncio.get_running_loop()
             vector = await loop.run_in_executor(self.executor, index.embed_query, turn.text)
+        else:
+            metrics.FAQ_QUERY_VECTORS.labels("carried").inc()
         return index.lookup_vector(vector, turn.language)
 
 

@@ -62,6 +62,12 @@ INTENTS = Counter("kefu_intents_total", "Intents recognised", ["intent", "langua
 SENTIMENTS = Counter("kefu_sentiment_total", "Sentiment labels assigned", ["label"])
 REPLIES = Counter("kefu_replies_total", "Reply actions taken", ["action", "language"])
 HANDOFFS = Counter("kefu_handoffs_total", "Conversations handed to a person", ["reason"])
+FAQ_QUERY_VECTORS = Counter(
+    "kefu_faq_query_vectors_total",
+    "FAQ searches by where the message's vector came from: carried (nlu's) or computed (encoder "
+    "run again in reply: another encoder version, or the embedding was missing)",
+    ["source"],
+)
 RECOMMENDATIONS = Counter(
     "kefu_recommendations_total", "Recommendation decisions (attached or why skipped)", ["outcome"]
 )

@@ -40,5 +40,6 @@ def fill_sentiment(env: Envelope, prediction: Any, model_version: str) -> None:
     section.escalate = bool(prediction.escalate)
     section.escalation_reason = prediction.escalation_reason
     section.model_version = model_version
-    # the embedding has served both stages; downstream topics need not carry it
-    env.nlu.ClearField("embedding")
+    # The embedding stays on: reply's FAQ search reuses it (reply clears it before sending).
+    # Dropping it here made reply run the encoder again for every turn (measured with py-spy:
+    # ~30% of reply's busy samples in FaqIndex.embed_query).

@@ -22,11 +22,11 @@ def replies_to(received: list[tuple[str, dict[str, Any]]], message_id: str) -> l
     return [e for t, e in received if t == "kefu.outbound.v1" and e.get("messageId") == message_id]
 
 
-async def _one_reply(stack: StackHandle) -> None:
+async def _one_reply(
+    stack: StackHandle, text: str = "Where is my order? It has been a week."
+) -> None:
     async with Platform(stack.bootstrap, OUT) as platform:
-        msg = inbound(
-            f"c-{uuid.uuid4().hex[:8]}", "u2001", "Where is my order? It has been a week."
-        )
+        msg = inbound(f"c-{uuid.uuid4().hex[:8]}", "u2001", text)
         await platform.send(msg, key=msg["conversationId"])
         await platform.collect(60, until=lambda r: replies_to(r, msg["messageId"]))
         await platform.collect(3)  # anything extra would arrive now
@@ -41,7 +41,7 @@ async def _one_reply(stack: StackHandle) -> None:
     assert reply["sentiment"]["label"] in {"negative", "neutral", "positive"}
     assert "recommend" in reply  # attached or the reason it was skipped
     assert reply["reply"]["action"] in ACTIONS and reply["reply"]["text"]
-    assert "embedding" not in reply["nlu"]  # consumed by sentiment, not carried further
+    assert "embedding" not in reply["nlu"]  # served sentiment and the FAQ search, not sent out
 
 
 def test_one_message_in_exactly_one_reply_out(stack: StackHandle) -> None:
@@ -157,6 +157,7 @@ def test_every_service_serves_its_prometheus_metrics(stack: StackHandle) -> None
     import urllib.request
 
     asyncio.run(_one_reply(stack))  # at least one message through every stage
+    asyncio.run(_one_reply(stack, "Which payment methods do you accept?"))  # an FAQ search
     for service, port in stack.ports.web.items():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             assert resp.status == 200, service
@@ -172,3 +173,7 @@ def test_every_service_serves_its_prometheus_metrics(stack: StackHandle) -> None
                 and not line.endswith(" 0.0")
             ]
             assert processed, f"{service} exports no processed messages:\n{body[:2000]}"
+        if service == "reply":
+            # the FAQ search reuses nlu's embedding instead of running the encoder again
+            assert 'kefu_faq_query_vectors_total{source="carried"}' in body, body[:2000]
+            assert 'kefu_faq_query_vectors_total{source="computed"}' not in body
