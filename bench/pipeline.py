@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -517,6 +518,9 @@ class PipelineOptions:
     find_max: bool = False
     budget_ms: float = 100.0
     step_factor: float = 1.5
+    # --find-max: after the first step over budget, this many bisections (geometric) between
+    # the last good rate and the failed one; the 1.5x ladder alone under-reports by up to 1/3
+    refine_steps: int = 2
     reply_timeout: float = 30.0
     active: int = 32
     encoder_ceiling: bool = True
@@ -724,15 +728,17 @@ async def _run(
         summary.update(step)
         achieved = step["achieved_msg_per_s"]
     else:
-        steps: list[dict[str, Any]] = []
-        rate, best = options.rate, None
-        for _ in range(options.max_steps):
-            step = await run_step(settings, dialogues, order_ids, rate, options, say)
-            steps.append(step)
-            if not step["within_budget"]:
-                break
-            best = step
-            rate *= options.step_factor
+        async def run_at(rate: float) -> dict[str, Any]:
+            return await run_step(settings, dialogues, order_ids, rate, options, say)
+
+        steps, best = await search_max_rate(
+            run_at,
+            lambda: _drain_or_fail(settings, say),
+            start=options.rate,
+            factor=options.step_factor,
+            max_steps=options.max_steps,
+            refine_steps=options.refine_steps,
+        )
         summary["steps"] = [
             {
                 k: s[k]
@@ -753,9 +759,7 @@ async def _run(
         summary["max_achieved_msg_per_s"] = best["achieved_msg_per_s"] if best else None
         achieved = best["achieved_msg_per_s"] if best else 0.0
         if best is not None:
-            lag = await _drain(settings, 180.0, say)
-            if sum(lag.values()):
-                raise BenchError(f"the stack did not drain after the overload step: lag {lag}")
+            await _drain_or_fail(settings, say)
             half = await run_step(settings, dialogues, order_ids, best["rate"] / 2, options, say)
             summary["at_half_max"] = half
         else:
@@ -763,6 +767,56 @@ async def _run(
     if ceiling:
         summary["achieved_over_ceiling"] = round(achieved / ceiling["texts_per_s"], 3)
     return summary
+
+
+async def search_max_rate(
+    run_at: Callable[[float], Awaitable[dict[str, Any]]],
+    drain: Callable[[], Awaitable[None]],
+    *,
+    start: float,
+    factor: float,
+    max_steps: int,
+    refine_steps: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every step run and the best one within budget (``within_budget``), or None.
+
+    Rates go up by ``factor`` until a step is over budget; then ``refine_steps`` geometric
+    bisections between the last good rate and the failed one (the ladder alone under-reports
+    by up to 1/factor), each after the backlog of the overload step has drained.
+    """
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None
+    rate = start
+    for _ in range(max_steps):
+        step = await run_at(rate)
+        steps.append(step)
+        if not step["within_budget"]:
+            failed = step
+            break
+        best = step
+        rate *= factor
+    for _ in range(refine_steps):
+        if best is None or failed is None:
+            break
+        rate = math.sqrt(best["rate"] * failed["rate"])
+        if rate < best["rate"] * 1.05:  # close enough: the steps' own noise is larger
+            break
+        await drain()
+        step = await run_at(rate)
+        steps.append(step)
+        if step["within_budget"]:
+            best = step
+        else:
+            failed = step
+    return steps, best
+
+
+async def _drain_or_fail(settings: Settings, say: Callable[[str], None]) -> None:
+    """Wait for the backlog of an overload step to clear before measuring again."""
+    lag = await _drain(settings, 180.0, say)
+    if sum(lag.values()):
+        raise BenchError(f"the stack did not drain after the overload step: lag {lag}")
 
 
 def run_pipeline_bench(

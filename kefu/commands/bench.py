@@ -166,6 +166,13 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
     help="Messages sent and answered before measuring (first-use costs are not latency).",
 )
 @click.option(
+    "--refine-steps",
+    type=click.IntRange(min=0, max=5),
+    default=2,
+    show_default=True,
+    help="--find-max: bisections between the last rate within budget and the first over it.",
+)
+@click.option(
     "--no-ceiling",
     is_flag=True,
     help="Skip measuring the encoder alone (the encoder-bound ceiling).",
@@ -173,7 +180,7 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
 def pipeline(
     rate: float, duration: float, data_path: Path | None, find_max: bool,
     budget_ms: float | None, step_factor: float, reply_timeout: float, active: int,
-    warmup: int, no_ceiling: bool,
+    warmup: int, refine_steps: int, no_ceiling: bool,
 ) -> None:  # fmt: skip
     """Open-loop bilingual traffic through the RUNNING stack: latency, loss, CPU, memory."""
     from bench.bus import BenchError
@@ -188,6 +195,7 @@ def pipeline(
         find_max=find_max,
         budget_ms=budget_ms if budget_ms is not None else (500.0 if find_max else 100.0),
         step_factor=step_factor,
+        refine_steps=refine_steps,
         reply_timeout=reply_timeout,
         active=active,
         warmup=warmup,

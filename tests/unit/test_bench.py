@@ -18,6 +18,7 @@ from bench.pipeline import (
     inbound_payload,
     message_id_of,
     percentiles,
+    search_max_rate,
     stage_breakdown,
 )
 from bench.traffic import (
@@ -212,3 +213,28 @@ def test_window_rate_and_summary() -> None:
     assert summary["cpu_ratio_faust_over_raw"] == 1.75
     assert summary["throughput_ratio_raw_over_faust"] == 2.5
     assert summary["within_target"] is False  # throughput 2.5x > 2x
+
+
+def test_find_max_climbs_then_bisects_towards_the_capacity() -> None:
+    import asyncio
+
+    capacity = 17.0  # a stack that keeps within budget up to 17 msg/s
+    drains: list[int] = []
+
+    async def run_at(rate: float) -> dict[str, object]:
+        return {"rate": rate, "within_budget": rate <= capacity}
+
+    async def drain() -> None:
+        drains.append(1)
+
+    steps, best = asyncio.run(
+        search_max_rate(run_at, drain, start=4.0, factor=1.5, max_steps=10, refine_steps=2)
+    )
+    rates = [s["rate"] for s in steps]
+    assert rates[:5] == [4.0, 6.0, 9.0, 13.5, 20.25]  # the ladder, up to the first failure
+    assert len(rates) == 7 and len(drains) == 2  # two bisections, each after a drain
+    assert best is not None and 13.5 < best["rate"] <= capacity  # better than the ladder's 13.5
+    never, none_best = asyncio.run(
+        search_max_rate(run_at, drain, start=30.0, factor=1.5, max_steps=10, refine_steps=2)
+    )
+    assert none_best is None and len(never) == 1  # over budget from the start: no bisection
