@@ -60,7 +60,7 @@ def _register_recommend() -> None:
 
 _COMMANDS: dict[str, tuple[str, ...]] = {
     "tap": ("tap",),
-    "stack": ("stack", "seed"),
+    "stack": ("stack", "seed", "prune"),
     "build": ("models",),
     "models": ("train", "eval_group"),
     "bench": ("bench",),

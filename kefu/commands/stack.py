@@ -111,3 +111,38 @@ def seed(no_reset: bool) -> None:
         load_training_data(db).interactions, settings.models_path, source="kefu seed"
     )
     click.echo(f"recommend model {result.version_dir.name} published")
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Age to keep, e.g. 30d, 12h, 90m (at least 1h).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def prune(older_than: str, dry_run: bool) -> None:
+    """Delete per-message bookkeeping older than an age: ingest's seen ids, reply's claims and
+    transcripts, idle dialogue state (not conversations waiting for a person). See
+    services/runtime/retention.py for what is kept and why."""
+    from services.runtime.mongo import sync_db
+    from services.runtime.retention import RetentionError, parse_retention
+    from services.runtime.retention import prune as prune_db
+
+    try:
+        age = parse_retention(older_than)
+    except RetentionError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = _settings()
+    db = sync_db(settings)
+    try:
+        db.command("ping")
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach MongoDB at {settings.mongo_uri}: {exc}; run `kefu stack up`"
+        ) from None
+    counts = prune_db(db, age, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} (older than {older_than}): " + ", ".join(f"{k}={v}" for k, v in counts.items())
+    )
