@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -83,14 +84,8 @@ def status(as_json: bool) -> None:
         raise SystemExit(1)
 
 
-@click.command()
-@click.option(
-    "--no-reset", is_flag=True, help="Keep existing documents (default: replace the demo data)."
-)
-def seed(no_reset: bool) -> None:
-    """Load the demo data set: products, users, orders in every state, behaviour, FAQ."""
-    from services.orders.seed import seed as seed_orders
-    from services.reply.faq import seed_faq
+def _reachable_db() -> Any:
+    """The configured MongoDB database, after a ping (a clear error when it is not up)."""
     from services.runtime.mongo import sync_db
 
     settings = _settings()
@@ -101,6 +96,19 @@ def seed(no_reset: bool) -> None:
         raise click.ClickException(
             f"cannot reach MongoDB at {settings.mongo_uri}: {exc}; run `kefu stack up`"
         ) from None
+    return db
+
+
+@click.command()
+@click.option(
+    "--no-reset", is_flag=True, help="Keep existing documents (default: replace the demo data)."
+)
+def seed(no_reset: bool) -> None:
+    """Load the demo data set: products, users, orders in every state, behaviour, FAQ."""
+    from services.orders.seed import seed as seed_orders
+    from services.reply.faq import seed_faq
+
+    db = _reachable_db()
     counts = seed_orders(db, reset=not no_reset)
     counts["faq"] = seed_faq(db)
     click.echo("seeded " + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -108,7 +116,7 @@ def seed(no_reset: bool) -> None:
     from services.recommend.store import load_training_data, train_and_publish
 
     result = train_and_publish(
-        load_training_data(db).interactions, settings.models_path, source="kefu seed"
+        load_training_data(db).interactions, _settings().models_path, source="kefu seed"
     )
     click.echo(f"recommend model {result.version_dir.name} published")
 
@@ -125,7 +133,6 @@ def prune(older_than: str, dry_run: bool) -> None:
     """Delete per-message bookkeeping older than an age: ingest's seen ids, reply's claims and
     transcripts, idle dialogue state (not conversations waiting for a person). See
     services/runtime/retention.py for what is kept and why."""
-    from services.runtime.mongo import sync_db
     from services.runtime.retention import RetentionError, parse_retention
     from services.runtime.retention import prune as prune_db
 
@@ -133,14 +140,7 @@ def prune(older_than: str, dry_run: bool) -> None:
         age = parse_retention(older_than)
     except RetentionError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    settings = _settings()
-    db = sync_db(settings)
-    try:
-        db.command("ping")
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot reach MongoDB at {settings.mongo_uri}: {exc}; run `kefu stack up`"
-        ) from None
+    db = _reachable_db()
     counts = prune_db(db, age, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     click.echo(
