@@ -146,6 +146,12 @@ def _train(
     default=None,
     help="Share of in-scope validation messages the out-of-scope gate may reject.",
 )
+@click.option(
+    "--typo-copies",
+    type=click.IntRange(0, 5),
+    default=None,
+    help="Typo variants added per training message (default 2; 0 for none).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -155,6 +161,7 @@ def train_intent_command(
     encoder: str,
     hidden: int | None,
     max_false_rejection: float | None,
+    typo_copies: int | None,
     seed: int,
     no_publish: bool,
     quiet: bool,
@@ -168,7 +175,13 @@ def train_intent_command(
     if hidden is not None:
         config = replace(config, hidden=hidden)
     if max_false_rejection is not None:
-        config = replace(config, max_false_rejection=max_false_rejection)
+        config = replace(
+            config,
+            max_false_rejection=max_false_rejection,
+            max_false_rejection_without_oos=max_false_rejection,
+        )
+    if typo_copies is not None:
+        config = replace(config, typo_copies=typo_copies)
     _train("intent", data_path, out, encoder, not no_publish, quiet, config)
 
 

@@ -358,6 +358,11 @@ class IntentTrainConfig:
     c: float = 50.0  # inverse L2 strength of the logistic regression (best of 1, 10, 50)
     alpha: float = 1e-4  # L2 strength of the MLP
     max_false_rejection: float = 0.015
+    # Without out_of_scope rows the gate cannot be tuned for recall, and every in-scope message
+    # it rejects is a plain error for a taxonomy like the customer's: it only guards against
+    # text far from everything seen (measured on Bitext train -> dev: 1.5 % rejected cost 1.4
+    # points of accuracy).
+    max_false_rejection_without_oos: float = 0.004
     max_bank: int = 30_000
     seed: int = 0
     ngram: bool = True  # add the char n-gram head (when the trainer is given the texts)
@@ -366,6 +371,8 @@ class IntentTrainConfig:
     # The validation split resembles the training data more than live traffic, which flatters
     # the n-gram head (it memorises wording); the embedding head keeps at least this share.
     min_embedding_weight: float = 0.5
+    # typo variants added per training message (services/models/augment.py); 0: none
+    typo_copies: int = 2
 
 
 def train_intent_model(
@@ -411,7 +418,9 @@ def train_intent_model(
     choice = choose_thresholds(
         _select(scores, ~val_oos),
         _select(scores, val_oos) if val_oos.any() else None,
-        max_false_rejection=config.max_false_rejection,
+        max_false_rejection=(
+            config.max_false_rejection if val_oos.any() else config.max_false_rejection_without_oos
+        ),
     )
     model.min_confidence = choice.min_confidence
     model.min_similarity = choice.min_similarity

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from services.models import registry
+from services.models.augment import typo_variants
 from services.models.datasets import (
     OUT_OF_SCOPE,
     DatasetError,
@@ -41,7 +42,7 @@ from services.models.intent import IntentTrainConfig, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
-HEADS_FORMAT = 5
+HEADS_FORMAT = 6
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 VAL_FRACTION = 0.15
@@ -133,16 +134,25 @@ def train_intent(
     check_trainable(data)
     _warn_duplicates(data, log)
     train_idx, val_idx = stratified_split(data.labels, VAL_FRACTION, seed=config.seed)
-    x = embed_with_progress(embedder, data.texts, cache_dir, "embedding", progress)
-    log(f"training intent head on {len(train_idx)} rows, validating on {len(val_idx)}")
+    texts_train = [data.texts[i] for i in train_idx]
+    labels_train = [data.labels[i] for i in train_idx]
+    typo_texts, typo_labels = typo_variants(
+        texts_train, labels_train, config.typo_copies, seed=config.seed
+    )
+    x = embed_with_progress(embedder, data.texts + typo_texts, cache_dir, "embedding", progress)
+    x_typos, x = x[len(data.texts) :], x[: len(data.texts)]
+    log(
+        f"training intent head on {len(train_idx)} rows (+{len(typo_texts)} typo variants), "
+        f"validating on {len(val_idx)}"
+    )
     start = time.monotonic()
     model, metrics = train_intent_model(
-        x[train_idx],
-        [data.labels[i] for i in train_idx],
+        np.concatenate([x[train_idx], x_typos]),
+        labels_train + typo_labels,
         x[val_idx],
         [data.labels[i] for i in val_idx],
         config,
-        texts_train=[data.texts[i] for i in train_idx],
+        texts_train=texts_train + typo_texts,
         texts_val=[data.texts[i] for i in val_idx],
     )
     counts = data.label_counts()
@@ -151,6 +161,7 @@ def train_intent(
         "data_sha256": data.sha256,
         "data_source": data.source,
         "n_rows": len(data),
+        "n_typo_variants": len(typo_texts),
         "labels": model.labels,
         "label_counts": dict(sorted(counts.items())),
         "has_out_of_scope_rows": OUT_OF_SCOPE in counts,
