@@ -35,6 +35,10 @@ _DISPUTE_ZH = re.compile(
 )
 # How many negative turns in a row mean the conversation is not getting better.
 NEGATIVE_TURNS_FOR_HANDOFF = 3
+# A turn counts towards that run only when clearly negative: return and refund requests read as
+# mildly negative to a model that learnt from reviews ("订单…我想退货" 0.60, "退款到哪一步了"
+# 0.53-0.59), and three such plain requests handed a calm customer to a person (demo, measured).
+NEGATIVE_SCORE_FOR_STREAK = 0.65
 # Negative-score history kept for the trend (the last few turns).
 SENTIMENT_HISTORY = 4
 
@@ -54,8 +58,9 @@ def dispute_signal(text: str) -> str | None:
 
 
 def update_sentiment(state: DialogueState, label: str, negative_score: float) -> None:
-    """Track consecutive negative turns and the recent negative scores."""
-    state.negative_streak = state.negative_streak + 1 if label == "negative" else 0
+    """Track consecutive clearly negative turns and the recent negative scores."""
+    clearly_negative = label == "negative" and negative_score >= NEGATIVE_SCORE_FOR_STREAK
+    state.negative_streak = state.negative_streak + 1 if clearly_negative else 0
     state.negative_scores.append(round(negative_score, 4))
     del state.negative_scores[:-SENTIMENT_HISTORY]
 

@@ -112,6 +112,17 @@ def test_sentiment_trend() -> None:
     assert state.negative_streak == 0 and len(state.negative_scores) == 4
 
 
+def test_mildly_negative_requests_do_not_build_a_streak() -> None:
+    # plain return/refund requests score ~0.55-0.6 negative: three of them are not frustration
+    state = DialogueState("c2")
+    for score in (0.6, 0.81, 0.59):
+        handoff.update_sentiment(state, "negative", score)
+    assert state.negative_streak == 0 and not handoff.getting_worse(state)
+    for score in (0.7, 0.9, 0.95):
+        handoff.update_sentiment(state, "negative", score)
+    assert handoff.getting_worse(state)
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
