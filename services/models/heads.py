@@ -483,11 +483,54 @@ class NgramFeaturizer:
         return cls(vocab=vocab, idf=idf, n_min=spec["n_min"], n_max=spec["n_max"])
 
 
-def ngram_logits(featurizer: NgramFeaturizer, head: DenseHead, texts: Sequence[str]) -> np.ndarray:
-    """Logits of a linear head over the n-gram features of ``texts``."""
-    features = featurizer.transform(texts)
-    result: np.ndarray = np.asarray(features @ head.weights[0]) + head.biases[0]
-    return result
+@dataclass
+class NgramHead:
+    """A linear head over char n-gram TF-IDF, temperature-scaled: the intent and sentiment models'
+    second opinion next to the embedding head (exact wording, typos, unsegmented Chinese).
+
+    Stored inside a model's ``.npz`` (``ngram_*`` layers and ``idf``) plus the vocabulary in a
+    JSON file of the model's choosing; the model's config records ``has_ngram_head`` and
+    ``ngram_temperature``.
+    """
+
+    featurizer: NgramFeaturizer
+    head: DenseHead
+    temperature: float = 1.0
+
+    @classmethod
+    def fit(
+        cls,
+        texts: Sequence[str],
+        y: np.ndarray,
+        *,
+        c: float,
+        max_features: int,
+        seed: int = 0,
+    ) -> NgramHead:
+        featurizer, features = NgramFeaturizer.fit_transform(texts, max_features=max_features)
+        return cls(featurizer, fit_dense_head(features, y, c=c, seed=seed))
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        features = self.featurizer.transform(texts)
+        result: np.ndarray = np.asarray(features @ self.head.weights[0]) + self.head.biases[0]
+        return result
+
+    def calibrate(self, texts: Sequence[str], y: np.ndarray) -> None:
+        self.temperature = fit_temperature(self.logits(texts), y)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        return softmax(self.logits(texts) / self.temperature)
+
+    def save(self, arrays: dict[str, np.ndarray], vocab_path: Path) -> None:
+        """Adds the layers and idf to ``arrays`` (the model's .npz) and writes the vocabulary."""
+        arrays.update(self.head.to_arrays("ngram_"))
+        arrays["idf"] = self.featurizer.idf
+        self.featurizer.save(vocab_path)
+
+    @classmethod
+    def load(cls, arrays: Any, vocab_path: Path, temperature: float) -> NgramHead:
+        featurizer = NgramFeaturizer.load(vocab_path, np.asarray(arrays["idf"], dtype=np.float32))
+        return cls(featurizer, DenseHead.from_arrays(arrays, "ngram_"), temperature)
 
 
 def best_mix_weight(

@@ -43,13 +43,12 @@ import numpy as np
 from services.models.datasets import OUT_OF_SCOPE
 from services.models.heads import (
     DenseHead,
-    NgramFeaturizer,
+    NgramHead,
     best_mix_weight,
     classification_metrics,
     expected_calibration_error,
     fit_dense_head,
     fit_temperature,
-    ngram_logits,
     save_arrays,
     softmax,
 )
@@ -89,11 +88,8 @@ class IntentModel:
     min_similarity: float = 0.0
     max_oos_prob: float = 1.0  # out of scope from this out_of_scope probability (1.0: argmax only)
     meta: dict[str, Any] = field(default_factory=dict)
-    # the char n-gram head (None: embedding head alone) and its share in the mix
-    featurizer: NgramFeaturizer | None = None
-    ngram_head: DenseHead | None = None
-    ngram_temperature: float = 1.0
-    embedding_weight: float = 1.0
+    ngram: NgramHead | None = None  # None: the embedding head alone
+    embedding_weight: float = 1.0  # the embedding head's share in the mix with ``ngram``
 
     def __post_init__(self) -> None:
         self._oos_index = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else -1
@@ -106,33 +102,22 @@ class IntentModel:
     def has_oos_class(self) -> bool:
         return self._oos_index >= 0
 
-    @property
-    def reads_text(self) -> bool:
-        """True when predictions need the texts as well as their embeddings (n-gram head)."""
-        return self.ngram_head is not None
-
     def probabilities(
         self, embeddings: np.ndarray, texts: Sequence[str] | None = None
     ) -> np.ndarray:
         """Calibrated class probabilities, [n, len(labels)]."""
         x = _as_matrix(embeddings)
         probs = softmax(self.head.logits(x) / self.temperature)
-        if self.ngram_head is None or self.featurizer is None:
+        if self.ngram is None:
             return probs
         if texts is None or len(texts) != len(x):
             raise ValueError(
                 "this intent model also reads the text: pass one text per embedding row "
                 f"(got {len(x)} rows, {'no' if texts is None else len(texts)} texts)"
             )
-        p_ngram = self.ngram_probabilities(texts)
+        p_ngram = self.ngram.probabilities(texts)
         mixed: np.ndarray = self.embedding_weight * probs + (1 - self.embedding_weight) * p_ngram
         return mixed
-
-    def ngram_probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        if self.ngram_head is None or self.featurizer is None:
-            raise ValueError("this intent model has no n-gram head")
-        logits = ngram_logits(self.featurizer, self.ngram_head, texts)
-        return softmax(logits / self.ngram_temperature)
 
     def similarity(self, embeddings: np.ndarray, chunk: int = 512) -> np.ndarray:
         x = _as_matrix(embeddings)
@@ -209,10 +194,8 @@ class IntentModel:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = self.head.to_arrays("head_")
         arrays["bank"] = self.bank.astype(np.float16)
-        if self.ngram_head is not None and self.featurizer is not None:
-            arrays.update(self.ngram_head.to_arrays("ngram_"))
-            arrays["idf"] = self.featurizer.idf
-            self.featurizer.save(directory / NGRAM_FILE)
+        if self.ngram is not None:
+            self.ngram.save(arrays, directory / NGRAM_FILE)
         save_arrays(directory / MODEL_FILE, arrays)
         config = {
             "labels": self.labels,
@@ -220,8 +203,8 @@ class IntentModel:
             "min_confidence": self.min_confidence,
             "min_similarity": self.min_similarity,
             "max_oos_prob": self.max_oos_prob,
-            "has_ngram_head": self.ngram_head is not None,
-            "ngram_temperature": self.ngram_temperature,
+            "has_ngram_head": self.ngram is not None,
+            "ngram_temperature": self.ngram.temperature if self.ngram is not None else 1.0,
             "embedding_weight": self.embedding_weight,
             "meta": self.meta,
         }
@@ -238,15 +221,13 @@ class IntentModel:
                 "train one with `kefu train intent --data CSV`"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        ngram_head: DenseHead | None = None
-        featurizer: NgramFeaturizer | None = None
+        ngram: NgramHead | None = None
         with np.load(model_path) as arrays:
             head = DenseHead.from_arrays(arrays, "head_")
             bank = np.asarray(arrays["bank"])
             if config.get("has_ngram_head"):
-                ngram_head = DenseHead.from_arrays(arrays, "ngram_")
-                featurizer = NgramFeaturizer.load(
-                    directory / NGRAM_FILE, np.asarray(arrays["idf"], dtype=np.float32)
+                ngram = NgramHead.load(
+                    arrays, directory / NGRAM_FILE, float(config.get("ngram_temperature", 1.0))
                 )
         if head.n_classes != len(config["labels"]):
             raise ValueError(
@@ -261,9 +242,7 @@ class IntentModel:
             min_similarity=float(config["min_similarity"]),
             max_oos_prob=float(config.get("max_oos_prob", 1.0)),
             meta=dict(config.get("meta", {})),
-            featurizer=featurizer,
-            ngram_head=ngram_head,
-            ngram_temperature=float(config.get("ngram_temperature", 1.0)),
+            ngram=ngram,
             embedding_weight=float(config.get("embedding_weight", 1.0)),
         )
 
@@ -449,23 +428,21 @@ def _add_ngram_head(
     texts_val: list[str],
     y_val: np.ndarray,
 ) -> None:
-    featurizer, features = NgramFeaturizer.fit_transform(
-        texts_train, max_features=config.ngram_max_features
+    ngram = NgramHead.fit(
+        texts_train,
+        y_train,
+        c=config.ngram_c,
+        max_features=config.ngram_max_features,
+        seed=config.seed,
     )
-    model.featurizer = featurizer
-    model.ngram_head = fit_dense_head(features, y_train, c=config.ngram_c, seed=config.seed)
+    model.ngram = ngram
     if len(y_val) == 0:
         model.embedding_weight = max(0.5, config.min_embedding_weight)
         return
-    model.ngram_temperature = fit_temperature(
-        ngram_logits(featurizer, model.ngram_head, texts_val), y_val
-    )
+    ngram.calibrate(texts_val, y_val)
     p_embedding = softmax(model.head.logits(x_val) / model.temperature)
     model.embedding_weight = best_mix_weight(
-        p_embedding,
-        model.ngram_probabilities(texts_val),
-        y_val,
-        lowest=config.min_embedding_weight,
+        p_embedding, ngram.probabilities(texts_val), y_val, lowest=config.min_embedding_weight
     )
 
 

@@ -30,12 +30,11 @@ import numpy as np
 from services.models.datasets import SENTIMENT_LABELS
 from services.models.heads import (
     DenseHead,
-    NgramFeaturizer,
+    NgramHead,
     best_mix_weight,
     classification_metrics,
     fit_dense_head,
     fit_temperature,
-    ngram_logits,
     save_arrays,
     softmax,
 )
@@ -157,9 +156,7 @@ class SentimentModel:
     labels: list[str]  # class order of both heads (a subset of SENTIMENT_LABELS)
     embedding_head: DenseHead
     embedding_temperature: float
-    ngram_head: DenseHead | None = None
-    ngram_temperature: float = 1.0
-    featurizer: NgramFeaturizer | None = None
+    ngram: NgramHead | None = None  # None: the embedding head alone
     # Share of the embedding head in the average, for Chinese-script and for other texts: the
     # n-gram head learnt mostly from Chinese reviews and helps much less on English.
     embedding_weight: float = 1.0
@@ -173,17 +170,12 @@ class SentimentModel:
                 f"need one embedding row per text: embeddings {x.shape}, {len(texts)} texts"
             )
         probs = softmax(self.embedding_head.logits(x) / self.embedding_temperature)
-        if self.ngram_head is not None:
-            ngram = softmax(self.ngram_logits(texts) / self.ngram_temperature)
+        if self.ngram is not None:
+            ngram = self.ngram.probabilities(texts)
             cjk = np.array([is_cjk(t) for t in texts])
             w = np.where(cjk, self.embedding_weight, self.embedding_weight_latin)[:, None]
             probs = w * probs + (1.0 - w) * ngram
         return probs
-
-    def ngram_logits(self, texts: list[str]) -> np.ndarray:
-        if self.ngram_head is None or self.featurizer is None:
-            raise ValueError("this sentiment model has no n-gram head")
-        return ngram_logits(self.featurizer, self.ngram_head, texts)
 
     def predict(self, embeddings: np.ndarray, texts: list[str]) -> list[SentimentPrediction]:
         if len(texts) == 0:
@@ -201,18 +193,16 @@ class SentimentModel:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = self.embedding_head.to_arrays("emb_")
-        if self.ngram_head is not None and self.featurizer is not None:
-            arrays.update(self.ngram_head.to_arrays("ngram_"))
-            arrays["idf"] = self.featurizer.idf
-            self.featurizer.save(directory / NGRAM_FILE)
+        if self.ngram is not None:
+            self.ngram.save(arrays, directory / NGRAM_FILE)
         save_arrays(directory / MODEL_FILE, arrays)
         config = {
             "labels": self.labels,
             "embedding_temperature": self.embedding_temperature,
-            "ngram_temperature": self.ngram_temperature,
+            "ngram_temperature": self.ngram.temperature if self.ngram is not None else 1.0,
             "embedding_weight": self.embedding_weight,
             "embedding_weight_latin": self.embedding_weight_latin,
-            "has_ngram_head": self.ngram_head is not None,
+            "has_ngram_head": self.ngram is not None,
             "meta": self.meta,
         }
         (directory / CONFIG_FILE).write_text(
@@ -228,22 +218,18 @@ class SentimentModel:
                 "train one with `kefu train sentiment --data CSV`"
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        ngram_head: DenseHead | None = None
-        featurizer: NgramFeaturizer | None = None
+        ngram: NgramHead | None = None
         with np.load(model_path) as arrays:
             embedding_head = DenseHead.from_arrays(arrays, "emb_")
             if config.get("has_ngram_head"):
-                ngram_head = DenseHead.from_arrays(arrays, "ngram_")
-                featurizer = NgramFeaturizer.load(
-                    directory / NGRAM_FILE, np.asarray(arrays["idf"], dtype=np.float32)
+                ngram = NgramHead.load(
+                    arrays, directory / NGRAM_FILE, float(config["ngram_temperature"])
                 )
         return cls(
             labels=list(config["labels"]),
             embedding_head=embedding_head,
             embedding_temperature=float(config["embedding_temperature"]),
-            ngram_head=ngram_head,
-            ngram_temperature=float(config["ngram_temperature"]),
-            featurizer=featurizer,
+            ngram=ngram,
             embedding_weight=float(config["embedding_weight"]),
             embedding_weight_latin=float(config.get("embedding_weight_latin", 1.0)),
             meta=dict(config.get("meta", {})),
@@ -297,10 +283,10 @@ def train_sentiment_model(
     emb_t = fit_temperature(emb_head.logits(x_val), y_val)
     model = SentimentModel(labels=labels, embedding_head=emb_head, embedding_temperature=emb_t)
     if config.ngram:
-        featurizer = NgramFeaturizer.fit(texts_train, max_features=config.ngram_max_features)
-        ngram_head = fit_dense_head(featurizer.transform(texts_train), y_train, c=config.ngram_c)
-        model.featurizer, model.ngram_head = featurizer, ngram_head
-        model.ngram_temperature = fit_temperature(model.ngram_logits(texts_val), y_val)
+        model.ngram = NgramHead.fit(
+            texts_train, y_train, c=config.ngram_c, max_features=config.ngram_max_features
+        )
+        model.ngram.calibrate(texts_val, y_val)
         cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
         model.embedding_weight = _best_weight(model, x_val, texts_val, y_val, cjk)
         model.embedding_weight_latin = _best_weight(model, x_val, texts_val, y_val, ~cjk)
@@ -320,12 +306,12 @@ def _best_weight(
 ) -> float:
     """Mixing weight of the embedding head with the lowest validation log-loss on ``rows``
     (1.0, the embedding head alone, when there are none)."""
-    if not rows.any():
+    if not rows.any() or model.ngram is None:
         return 1.0
     x, y = x[rows], y[rows]
     texts = [t for t, keep in zip(texts, rows, strict=True) if keep]
     p_emb = softmax(model.embedding_head.logits(x) / model.embedding_temperature)
-    p_ngram = softmax(model.ngram_logits(texts) / model.ngram_temperature)
+    p_ngram = model.ngram.probabilities(texts)
     return best_mix_weight(p_emb, p_ngram, y)
 
 

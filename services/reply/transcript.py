@@ -11,11 +11,12 @@ message never produces a second outbound reply:
    between 1 and 2, so the stored reply is sent again (the chat backend may see it twice in that
    narrow window, which at-least-once allows; it never sees two *different* replies).
 
-Both collections are only ever inserted into and read by ``_id``. On FerretDB (the local
-stack's MongoDB, SQLite backend) an update scans the whole collection — 25-35 ms at 1,500
-documents, growing with every turn — while an insert takes ~1-2 ms and a find by ``_id`` uses the
-index (measured with ``kefu_mongo_command_seconds``); marking the claimed transcript ``sent`` in
-place made ``conversations`` the pipeline's growing bottleneck.
+Both collections are only ever inserted into and read by ``_id``. This layout came from
+FerretDB 1.24 scanning a whole collection for every update by ``_id`` (25-35 ms at 1,500
+documents, measured with ``kefu_mongo_command_seconds``); the cause turned out to be its unused
+``_id`` index, patched in the local stack since (deploy/local/ferretdb/patches/0001), after which
+an update costs about what an insert does. Insert-only stays: it needs no conditional update,
+which FerretDB does not make atomic (services/orders/repository.py).
 
 Only masked text is stored (PII replaced at ingest); phone and e-mail entities keep their type,
 not their value.

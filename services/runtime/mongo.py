@@ -29,8 +29,8 @@ MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 
 class CommandTimer(monitoring.CommandListener):
     """Every command's duration in ``kefu_mongo_command_seconds``, by command and collection:
-    what showed that FerretDB's SQLite backend scans a collection for an update by ``_id``
-    while it finds by ``_id`` from the index (docs/benchmarks.md)."""
+    what showed that FerretDB 1.24's SQLite backend scanned a collection for every write by
+    ``_id`` (it never used its ``_id`` index; deploy/local/ferretdb/patches/0001 fixes that)."""
 
     def __init__(self) -> None:
         # the finish events carry the duration but not the collection: remember it per request

@@ -74,13 +74,10 @@ class Settings:
     mongo_db: str = "kefu"
     orders_addr: str = "127.0.0.1:50051"
     orders_deadline_ms: int = 300
-    # How long the producer waits to fill a batch. Stages produce a batch of messages at a time
-    # and this lets them leave as one request per partition: `kefu bench bus` measured 1 ms
-    # → 0.85-0.95 CPU ms/msg, 5 ms → 0.62-0.67 (raw aiokafka 0.38). Costs ≤ this per hop at
-    # low rates.
-    # 0: send at once; a stage's batch of outputs still leaves as one request (they are queued
-    # in one loop turn) and under load batches form while a request is in flight. Measured at
-    # 7 msg/s: 5 ms added ~10 ms end to end (p50 67 -> 95 ms) for no CPU saving in `bench bus`.
+    # How long the producer waits to fill a batch; costs up to this much per hop. 0: send at
+    # once — a stage's batch of outputs is queued in one loop turn and still leaves as one
+    # request, and under load batches form while a request is in flight. Measured at 7 msg/s:
+    # 5 ms added ~10 ms end to end (p50 67 -> 95 ms) for no CPU saving in `kefu bench bus`.
     producer_linger_ms: int = 0
     web_host: str = "127.0.0.1"
     web_port: int = 0  # 0: the service's default from DEFAULT_WEB_PORTS

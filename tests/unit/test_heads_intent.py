@@ -200,7 +200,7 @@ def test_the_ngram_head_adds_what_the_wording_says(tmp_path: Path) -> None:
     mixed, metrics = train_intent_model(
         x[tr], labels[tr], x[va], labels[va], texts_train=texts[tr], texts_val=texts[va]
     )
-    assert plain.ngram_head is None and mixed.reads_text
+    assert plain.ngram is None and mixed.ngram is not None
     assert 0.5 <= mixed.embedding_weight < 1.0
     assert metrics["embedding_weight"] == mixed.embedding_weight
     truth = labels[te]
@@ -213,7 +213,7 @@ def test_the_ngram_head_adds_what_the_wording_says(tmp_path: Path) -> None:
         mixed.predict(x[te])
     mixed.save(tmp_path)
     again = IntentModel.load(tmp_path)
-    assert again.reads_text and again.embedding_weight == mixed.embedding_weight
+    assert again.ngram is not None and again.embedding_weight == mixed.embedding_weight
     a, b = mixed.predict(x[te], texts[te]), again.predict(x[te], texts[te])
     assert [p.intent for p in a] == [p.intent for p in b]
     np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)

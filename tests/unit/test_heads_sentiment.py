@@ -120,7 +120,7 @@ def test_ensemble_learns_and_mixes(trained) -> None:  # type: ignore[no-untyped-
     assert metrics["accuracy"] > 0.9
     assert 0.0 <= model.embedding_weight <= 1.0
     assert 0.0 <= model.embedding_weight_latin <= 1.0
-    assert model.ngram_head is not None
+    assert model.ngram is not None
 
 
 def test_predictions_have_scores_and_escalation(trained) -> None:  # type: ignore[no-untyped-def]
