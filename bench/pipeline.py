@@ -728,6 +728,7 @@ async def _run(
         summary.update(step)
         achieved = step["achieved_msg_per_s"]
     else:
+
         async def run_at(rate: float) -> dict[str, Any]:
             return await run_step(settings, dialogues, order_ids, rate, options, say)
 

@@ -152,6 +152,13 @@ def _train(
     default=None,
     help="Typo variants added per training message (default 2; 0 for none).",
 )
+@click.option(
+    "--fine-tune-epochs",
+    type=click.IntRange(0, 20),
+    default=None,
+    help="Epochs (at most; early-stopped) fine-tuning the encoder's top two layers for the "
+    "intents (default 4); 0: a head on the frozen encoder (faster to train).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -162,6 +169,7 @@ def train_intent_command(
     hidden: int | None,
     max_false_rejection: float | None,
     typo_copies: int | None,
+    fine_tune_epochs: int | None,
     seed: int,
     no_publish: bool,
     quiet: bool,
@@ -182,6 +190,8 @@ def train_intent_command(
         )
     if typo_copies is not None:
         config = replace(config, typo_copies=typo_copies)
+    if fine_tune_epochs is not None:
+        config = replace(config, fine_tune_epochs=fine_tune_epochs)
     _train("intent", data_path, out, encoder, not no_publish, quiet, config)
 
 
@@ -259,7 +269,7 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
     from services.models.heads import embedder_for_version
     from services.models.intent import IntentModel
     from services.models.sentiment import SentimentModel
-    from services.models.train import embed_with_progress
+    from services.models.train import embed_states_with_progress, embed_with_progress
 
     settings = _settings()
     data = _load_data(data_path, kind)
@@ -272,11 +282,22 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
         embedder = embedder_for_version(manifest["encoder_version"], settings.models_path)
     except (registry.ModelNotFoundError, FileNotFoundError, KeyError, ValueError) as exc:
         raise click.ClickException(f"cannot load the {kind} model: {exc}") from None
-    embeddings = embed_with_progress(
-        embedder, data.texts, Path(settings.cache_dir) / "embeddings", "embedding", not quiet
-    )
+    states = None
+    if kind == "intent" and head.states_layer is not None:
+        try:
+            embeddings, states = embed_states_with_progress(
+                embedder, data.texts, head.states_layer, "embedding", not quiet
+            )
+        except (AttributeError, ValueError) as exc:
+            raise click.ClickException(
+                f"cannot run the intent model's tuned layers: {exc}"
+            ) from None
+    else:
+        embeddings = embed_with_progress(
+            embedder, data.texts, Path(settings.cache_dir) / "embeddings", "embedding", not quiet
+        )
     report = (
-        evaluate_intent(head, data, embeddings)
+        evaluate_intent(head, data, embeddings, states)
         if kind == "intent"
         else evaluate_sentiment(head, data, embeddings)
     )

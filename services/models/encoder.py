@@ -29,6 +29,8 @@ MODEL_DATA_FILE = "model.onnx.data"
 SOURCE_IDS_FILE = "source_ids.npy"
 FP32_MODEL_FILE = "model_fp32.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+EMBEDDING_OUTPUT = "sentence_embedding"
+HIDDEN_STATES_OUTPUT = "hidden_states_{}"  # token states after layer j (encoder recipe >= 3)
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 # Upper bound on batch * padded length: keeps the hidden-state tensors of a batch bounded
@@ -73,6 +75,11 @@ class Encoder:
         self.max_length: int = int(manifest.get("max_length", 512))
         self.providers: list[str] = list(session.get_providers())
         output = session.get_outputs()[0]
+        names = {o.name for o in session.get_outputs()}
+        # layers whose token states the graph exposes (fine-tuned intent layers start there)
+        self.state_layers: frozenset[int] = frozenset(
+            j for j in range(1, 64) if HIDDEN_STATES_OUTPUT.format(j) in names
+        )
         if output.shape[-1] != self.dim:
             raise ValueError(
                 f"{model_path}: output has {output.shape[-1]} dims but the manifest says "
@@ -168,9 +175,43 @@ class Encoder:
         lengths = [len(x) for x in ids]
         for batch in length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS):
             input_ids, mask = pad_batch([ids[i] for i in batch], self.pad_id)
-            result = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            result = self._session.run(
+                [EMBEDDING_OUTPUT], {"input_ids": input_ids, "attention_mask": mask}
+            )
             out[batch] = result[0]
         return out
+
+    def embed_with_states(
+        self,
+        texts: Sequence[str],
+        layer: int,
+        prefix: str = QUERY_PREFIX,
+        batch_size: int = 32,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed`` plus, from the same pass, the token states after ``layer`` layers: one
+        float32 [tokens_i, dim] array per text, padding removed."""
+        if layer not in self.state_layers:
+            raise ValueError(
+                f"encoder {self.version} does not expose the states after layer {layer} "
+                f"(it has {sorted(self.state_layers) or 'none'}); rebuild it with "
+                "`kefu models build` (recipe 3 or later)"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        ids = self.token_ids(texts, prefix)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        states: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(ids)
+        lengths = [len(x) for x in ids]
+        names = [EMBEDDING_OUTPUT, HIDDEN_STATES_OUTPUT.format(layer)]
+        for batch in length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS):
+            input_ids, mask = pad_batch([ids[i] for i in batch], self.pad_id)
+            pooled, hidden = self._session.run(
+                names, {"input_ids": input_ids, "attention_mask": mask}
+            )
+            out[batch] = pooled
+            for row, i in enumerate(batch):
+                states[int(i)] = np.ascontiguousarray(hidden[row, : lengths[int(i)]])
+        return out, states
 
 
 def length_sorted_batches(

@@ -6,6 +6,7 @@ negative, since a three-way model's "neutral" is not an error on a "positive" ro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,14 @@ def build_report(
     )
 
 
-def evaluate_intent(model: IntentModel, data: LabelledData, embeddings: np.ndarray) -> EvalReport:
-    predictions = model.predict(embeddings, data.texts)
+def evaluate_intent(
+    model: IntentModel,
+    data: LabelledData,
+    embeddings: np.ndarray,
+    states: Sequence[np.ndarray] | None = None,
+) -> EvalReport:
+    """``states``: the token states ``model.states_layer`` names, when it has tuned layers."""
+    predictions = model.predict(embeddings, data.texts, states)
     predicted = [p.intent for p in predictions]
     report = build_report("intent", data.labels, predicted, oos_metrics(data.labels, predicted))
     in_scope = [i for i, label in enumerate(data.labels) if label != OUT_OF_SCOPE]

@@ -99,6 +99,22 @@ class EncoderEmbedder:
         out = self._encoder.embed(list(texts), prefix=QUERY_PREFIX)
         return np.asarray(out, dtype=np.float32)
 
+    @property
+    def encoder(self) -> Any:
+        return self._encoder
+
+    @property
+    def state_layers(self) -> frozenset[int]:
+        layers: frozenset[int] = self._encoder.state_layers
+        return layers
+
+    def embed_with_states(
+        self, texts: Sequence[str], layer: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Embeddings + token states after ``layer`` layers (``Encoder.embed_with_states``)."""
+        out, states = self._encoder.embed_with_states(list(texts), layer, prefix=QUERY_PREFIX)
+        return np.asarray(out, dtype=np.float32), list(states)
+
 
 def resolve_embedder(models_root: Path, choice: str = "auto") -> Embedder:
     """The embedder heads are trained with.

@@ -26,14 +26,21 @@ each chosen on validation. Measured on Bitext dev with heads trained on ``data/i
 (in-scope top-1): embedding head alone 0.816, mixed 0.851, mixed with typo variants in the
 training data (services/models/augment.py) 0.874.
 
-Files of a version: ``intent.npz`` (layers, nearest-neighbour bank, idf) + ``intent.json``
-(+ ``intent_ngrams.json``).
+The encoder side is, by default, the encoder's top two layers fine-tuned for intent (in numpy:
+services/models/finetune.py) on the token states the encoder exposes below them, then mean
+pooling and a linear layer; ``fine_tune_epochs=0`` (or an encoder without those states) trains
+logistic regression on the frozen sentence embedding instead. The services still get the frozen
+embedding from the same encoder pass (sentiment, FAQ search, the similarity signal); the tuned
+layers cost nlu two more layers on the states of its own batch.
+
+Files of a version: ``intent.npz`` (dense head or tuned layers, nearest-neighbour bank, idf) +
+``intent.json`` (+ ``intent_ngrams.json``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import OUT_OF_SCOPE
+from services.models.finetune import TunedLayers, fine_tune, stack_states
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -52,6 +60,7 @@ from services.models.heads import (
     save_arrays,
     softmax,
 )
+from services.models.onnx_graph import LayerWeights
 
 MODEL_FILE = "intent.npz"
 CONFIG_FILE = "intent.json"
@@ -81,7 +90,7 @@ class OosScores:
 @dataclass
 class IntentModel:
     labels: list[str]  # class order of the head's output
-    head: DenseHead
+    head: DenseHead | None  # on the sentence embedding; None when ``tuned`` replaces it
     temperature: float
     bank: np.ndarray  # [m, 384] float16: in-scope training embeddings for the similarity signal
     min_confidence: float = 0.0
@@ -90,6 +99,10 @@ class IntentModel:
     meta: dict[str, Any] = field(default_factory=dict)
     ngram: NgramHead | None = None  # None: the embedding head alone
     embedding_weight: float = 1.0  # the embedding head's share in the mix with ``ngram``
+    # The encoder's top layers fine-tuned for intent, fed the token states after
+    # ``tuned_from_layer`` layers (services/models/finetune.py); replaces ``head``.
+    tuned: TunedLayers | None = None
+    tuned_from_layer: int = 0
 
     def __post_init__(self) -> None:
         self._oos_index = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else -1
@@ -97,17 +110,46 @@ class IntentModel:
             [i for i, label in enumerate(self.labels) if label != OUT_OF_SCOPE], dtype=np.int64
         )
         self._bank32 = np.asarray(self.bank, dtype=np.float32)
+        if (self.head is None) == (self.tuned is None):
+            raise ValueError("an intent model has exactly one of a dense head and tuned layers")
+
+    @property
+    def states_layer(self) -> int | None:
+        """The encoder layer whose token states ``predict`` needs (None: embeddings suffice)."""
+        return self.tuned_from_layer if self.tuned is not None else None
+
+    def embedding_probabilities(
+        self, embeddings: np.ndarray, states: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Calibrated probabilities of the encoder side alone (before the n-gram mix)."""
+        x = _as_matrix(embeddings)
+        if self.tuned is not None:
+            if states is None or len(states) != len(x):
+                raise ValueError(
+                    "this intent model fine-tuned the encoder's top layers: pass the token "
+                    f"states after layer {self.tuned_from_layer}, one per embedding row (got "
+                    f"{len(x)} rows, {'no' if states is None else len(states)} states)"
+                )
+            hidden, mask = stack_states(states)
+            logits = self.tuned.logits(hidden, mask)
+        else:
+            assert self.head is not None  # __post_init__ guarantees one of the two
+            logits = self.head.logits(x)
+        return softmax(logits / self.temperature)
 
     @property
     def has_oos_class(self) -> bool:
         return self._oos_index >= 0
 
     def probabilities(
-        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+        self,
+        embeddings: np.ndarray,
+        texts: Sequence[str] | None = None,
+        states: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """Calibrated class probabilities, [n, len(labels)]."""
         x = _as_matrix(embeddings)
-        probs = softmax(self.head.logits(x) / self.temperature)
+        probs = self.embedding_probabilities(x, states)
         if self.ngram is None:
             return probs
         if texts is None or len(texts) != len(x):
@@ -154,12 +196,17 @@ class IntentModel:
         return apply_oos_rule(scores, self.min_confidence, self.min_similarity, self.max_oos_prob)
 
     def predict(
-        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+        self,
+        embeddings: np.ndarray,
+        texts: Sequence[str] | None = None,
+        states: Sequence[np.ndarray] | None = None,
     ) -> list[IntentPrediction]:
+        """``texts`` when the model has an n-gram head, ``states`` (see ``states_layer``) when
+        it has tuned layers."""
         x = _as_matrix(embeddings)
         if len(x) == 0:
             return []
-        probs = self.probabilities(x, texts)
+        probs = self.probabilities(x, texts, states)
         scores = self.oos_scores(x, probs, with_similarity=self.min_similarity > 0)
         oos = self.is_out_of_scope(scores)
         in_scope = probs[:, self._in_scope]
@@ -186,13 +233,20 @@ class IntentModel:
         return results
 
     def predict_labels(
-        self, embeddings: np.ndarray, texts: Sequence[str] | None = None
+        self,
+        embeddings: np.ndarray,
+        texts: Sequence[str] | None = None,
+        states: Sequence[np.ndarray] | None = None,
     ) -> list[str]:
-        return [p.intent for p in self.predict(embeddings, texts)]
+        return [p.intent for p in self.predict(embeddings, texts, states)]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = self.head.to_arrays("head_")
+        arrays = (
+            self.head.to_arrays("head_")
+            if self.head is not None
+            else self.tuned.to_arrays("tuned_")  # type: ignore[union-attr]
+        )
         arrays["bank"] = self.bank.astype(np.float16)
         if self.ngram is not None:
             self.ngram.save(arrays, directory / NGRAM_FILE)
@@ -206,6 +260,7 @@ class IntentModel:
             "has_ngram_head": self.ngram is not None,
             "ngram_temperature": self.ngram.temperature if self.ngram is not None else 1.0,
             "embedding_weight": self.embedding_weight,
+            "tuned_from_layer": self.tuned_from_layer if self.tuned is not None else None,
             "meta": self.meta,
         }
         (directory / CONFIG_FILE).write_text(
@@ -222,16 +277,22 @@ class IntentModel:
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
         ngram: NgramHead | None = None
+        head: DenseHead | None = None
+        tuned: TunedLayers | None = None
         with np.load(model_path) as arrays:
-            head = DenseHead.from_arrays(arrays, "head_")
+            if config.get("tuned_from_layer") is not None:
+                tuned = TunedLayers.from_arrays(arrays, "tuned_")
+            else:
+                head = DenseHead.from_arrays(arrays, "head_")
             bank = np.asarray(arrays["bank"])
             if config.get("has_ngram_head"):
                 ngram = NgramHead.load(
                     arrays, directory / NGRAM_FILE, float(config.get("ngram_temperature", 1.0))
                 )
-        if head.n_classes != len(config["labels"]):
+        n_outputs = head.n_classes if head is not None else len(tuned.head_b)  # type: ignore[union-attr]
+        if n_outputs != len(config["labels"]):
             raise ValueError(
-                f"{directory}: head has {head.n_classes} outputs for {len(config['labels'])} labels"
+                f"{directory}: head has {n_outputs} outputs for {len(config['labels'])} labels"
             )
         return cls(
             labels=list(config["labels"]),
@@ -244,6 +305,8 @@ class IntentModel:
             meta=dict(config.get("meta", {})),
             ngram=ngram,
             embedding_weight=float(config.get("embedding_weight", 1.0)),
+            tuned=tuned,
+            tuned_from_layer=int(config.get("tuned_from_layer") or 0),
         )
 
 
@@ -333,6 +396,16 @@ def choose_thresholds(
 
 
 @dataclass
+class TuneStart:
+    """Where fine-tuning starts: the encoder's own top layers and the layer feeding them."""
+
+    layers: list[LayerWeights]
+    num_heads: int
+    eps: float
+    from_layer: int  # token states after this many layers are the tuned layers' input
+
+
+@dataclass
 class IntentTrainConfig:
     hidden: int = 0  # 0: logistic regression; > 0: one hidden ReLU layer of that width
     c: float = 50.0  # inverse L2 strength of the logistic regression (best of 1, 10, 50)
@@ -353,6 +426,10 @@ class IntentTrainConfig:
     min_embedding_weight: float = 0.5
     # typo variants added per training message (services/models/augment.py); 0: none
     typo_copies: int = 2
+    # Fine-tune the encoder's top layers for intent (when the trainer has the token states):
+    # at most this many epochs, early-stopped on validation; 0: the frozen-encoder dense head.
+    fine_tune_epochs: int = 4
+    fine_tune_lr: float = 1e-4
 
 
 def train_intent_model(
@@ -364,10 +441,17 @@ def train_intent_model(
     *,
     texts_train: Sequence[str] | None = None,
     texts_val: Sequence[str] | None = None,
+    states_train: Sequence[np.ndarray] | None = None,
+    states_val: Sequence[np.ndarray] | None = None,
+    tune_start: TuneStart | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[IntentModel, dict[str, Any]]:
     """Fit the heads on the training split; calibrate, mix and pick OOS thresholds on validation.
 
-    The n-gram head is trained when ``config.ngram`` and the texts are given.
+    The n-gram head is trained when ``config.ngram`` and the texts are given; the encoder's top
+    layers are fine-tuned (instead of a dense head on the frozen embedding) when
+    ``config.fine_tune_epochs``, the token states and ``tune_start`` are given.
     Returns the model and its validation metrics.
     """
     config = config or IntentTrainConfig()
@@ -378,22 +462,61 @@ def train_intent_model(
     index = {label: i for i, label in enumerate(labels)}
     y_train = np.array([index[label] for label in labels_train], dtype=np.int64)
     y_val = np.array([index[label] for label in labels_val], dtype=np.int64)
-    head = fit_dense_head(
-        x_train, y_train, hidden=config.hidden, c=config.c, alpha=config.alpha, seed=config.seed
+    head: DenseHead | None = None
+    tuned: TunedLayers | None = None
+    history: list[dict[str, float]] = []
+    tuning = (
+        config.fine_tune_epochs > 0
+        and tune_start is not None
+        and states_train is not None
+        and states_val is not None
     )
-    temperature = fit_temperature(head.logits(x_val), y_val) if len(y_val) else 1.0
+    if tuning:
+        assert tune_start is not None and states_train is not None and states_val is not None
+        tuned, history = fine_tune(
+            states_train,
+            y_train,
+            tune_start.layers,
+            tune_start.num_heads,
+            tune_start.eps,
+            len(labels),
+            states_val,
+            y_val,
+            epochs=config.fine_tune_epochs,
+            lr=config.fine_tune_lr,
+            seed=config.seed,
+            log=log,
+            progress=progress,
+        )
+        val_logits = tuned.logits(*stack_states(states_val)) if len(y_val) else None
+    else:
+        head = fit_dense_head(
+            x_train, y_train, hidden=config.hidden, c=config.c, alpha=config.alpha, seed=config.seed
+        )
+        val_logits = head.logits(x_val) if len(y_val) else None
+    temperature = fit_temperature(val_logits, y_val) if val_logits is not None else 1.0
 
     in_scope_rows = np.array([label != OUT_OF_SCOPE for label in labels_train])
     bank = x_train[in_scope_rows]
     if len(bank) > config.max_bank:
         rng = np.random.default_rng(config.seed)
         bank = bank[rng.choice(len(bank), config.max_bank, replace=False)]
-    model = IntentModel(labels=labels, head=head, temperature=temperature, bank=bank)
+    model = IntentModel(
+        labels=labels,
+        head=head,
+        temperature=temperature,
+        bank=bank,
+        tuned=tuned,
+        tuned_from_layer=tune_start.from_layer if tuned is not None and tune_start else 0,
+    )
     if config.ngram and texts_train is not None and texts_val is not None:
-        _add_ngram_head(model, config, list(texts_train), y_train, x_val, list(texts_val), y_val)
+        p_embedding = model.embedding_probabilities(x_val, states_val) if len(y_val) else None
+        _add_ngram_head(
+            model, config, list(texts_train), y_train, p_embedding, list(texts_val), y_val
+        )
 
     val_oos = np.array([label == OUT_OF_SCOPE for label in labels_val], dtype=bool)
-    probs = model.probabilities(x_val, texts_val)
+    probs = model.probabilities(x_val, texts_val, states_val)
     scores = model.oos_scores(x_val, probs)
     choice = choose_thresholds(
         _select(scores, ~val_oos),
@@ -406,7 +529,7 @@ def train_intent_model(
     model.min_similarity = choice.min_similarity
     model.max_oos_prob = choice.max_oos_prob
 
-    predicted = model.predict_labels(x_val, texts_val)
+    predicted = model.predict_labels(x_val, texts_val, states_val)
     metrics = classification_metrics(labels_val, predicted)
     metrics.update(oos_metrics(labels_val, predicted))
     metrics["ece"] = expected_calibration_error(probs, y_val)
@@ -415,6 +538,8 @@ def train_intent_model(
     metrics["min_confidence"] = choice.min_confidence
     metrics["min_similarity"] = choice.min_similarity
     metrics["max_oos_prob"] = choice.max_oos_prob
+    if history:
+        metrics["fine_tune_history"] = history
     model.meta = {"config": config.__dict__, "validation": metrics}
     return model, metrics
 
@@ -424,7 +549,7 @@ def _add_ngram_head(
     config: IntentTrainConfig,
     texts_train: list[str],
     y_train: np.ndarray,
-    x_val: np.ndarray,
+    p_embedding: np.ndarray | None,
     texts_val: list[str],
     y_val: np.ndarray,
 ) -> None:
@@ -436,11 +561,10 @@ def _add_ngram_head(
         seed=config.seed,
     )
     model.ngram = ngram
-    if len(y_val) == 0:
+    if len(y_val) == 0 or p_embedding is None:
         model.embedding_weight = max(0.5, config.min_embedding_weight)
         return
     ngram.calibrate(texts_val, y_val)
-    p_embedding = softmax(model.head.logits(x_val) / model.temperature)
     model.embedding_weight = best_mix_weight(
         p_embedding, ngram.probabilities(texts_val), y_val, lowest=config.min_embedding_weight
     )

@@ -24,10 +24,28 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from services.models.encoder import EMBEDDING_OUTPUT, HIDDEN_STATES_OUTPUT
+
 OPSET = 17  # first opset with LayerNormalization
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
-OUTPUT = "sentence_embedding"
+OUTPUT = EMBEDDING_OUTPUT
+# Extra outputs: the token states after layer j (1 <= j < layers), [batch, sequence, hidden].
+# A head that fine-tunes the top layers (services/models/finetune.py) starts from one of them;
+# onnxruntime computes them anyway, and a caller that does not fetch them pays nothing.
+HIDDEN_STATES = HIDDEN_STATES_OUTPUT
+# Which layers' states: each graph output stops onnxruntime from fusing/reusing across that
+# point, and all eleven cost 20 % of batched throughput (measured); the top two layers are
+# what a fine-tuned head retrains, so only the states below them are exposed.
+TUNABLE_TOP_LAYERS = 2
+
+
+def state_outputs(n_layers: int) -> list[int]:
+    """The ``j`` of the ``hidden_states_{j}`` outputs a graph of ``n_layers`` layers has."""
+    j = n_layers - TUNABLE_TOP_LAYERS
+    return [j] if j >= 1 else []
+
+
 # Large negative instead of -inf: a fully masked row must not turn into NaN.
 MASK_FILL = -10000.0
 
@@ -141,6 +159,7 @@ def _f32(a: np.ndarray) -> np.ndarray:
 def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") -> onnx.ModelProto:
     """The fp32 ONNX model of a BERT encoder with mean pooling and L2 normalisation."""
     weights.validate()
+    exposed = state_outputs(len(weights.layers))
     g = _GraphBuilder()
     hidden, heads = weights.hidden, weights.num_heads
     head_dim = hidden // heads
@@ -269,6 +288,12 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
             axis=-1,
             epsilon=eps,
         )
+        if i + 1 in exposed:
+            g.nodes.append(
+                helper.make_node(
+                    "Identity", [x], [HIDDEN_STATES.format(i + 1)], name=f"{p}_hidden_out"
+                )
+            )
 
     # --- mean pooling over the mask, then L2 normalisation
     mask_f = g.op("Cast", [ATTENTION_MASK], "mask_f", to=TensorProto.FLOAT)
@@ -293,7 +318,13 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
             helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "sequence"]),
             helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "sequence"]),
         ],
-        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])],
+        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])]
+        + [
+            helper.make_tensor_value_info(
+                HIDDEN_STATES.format(j), TensorProto.FLOAT, ["batch", "sequence", hidden]
+            )
+            for j in exposed
+        ],
         initializer=g.initializers,
     )
     model = helper.make_model(

@@ -38,11 +38,11 @@ from services.models.datasets import (
     stratified_split,
 )
 from services.models.heads import Embedder, embed_cached
-from services.models.intent import IntentTrainConfig, train_intent_model
+from services.models.intent import IntentTrainConfig, TuneStart, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
-HEADS_FORMAT = 6
+HEADS_FORMAT = 7
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 VAL_FRACTION = 0.15
@@ -84,6 +84,47 @@ def embed_with_progress(
 ) -> np.ndarray:
     with _progress_bar(len(texts), desc, progress) as update:
         return embed_cached(embedder, texts, cache_dir, progress=update)
+
+
+def embed_states_with_progress(
+    embedder: Embedder, texts: list[str], layer: int, desc: str, progress: bool, chunk: int = 256
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Embeddings and token states after ``layer`` layers (float16: half the memory of a
+    training set's states), not cached: they are only needed while a head is trained."""
+    embed = getattr(embedder, "embed_with_states")  # noqa: B009 - EncoderEmbedder only
+    vectors: list[np.ndarray] = []
+    states: list[np.ndarray] = []
+    with _progress_bar(len(texts), desc, progress) as update:
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            x, s = embed(part, layer)
+            vectors.append(x)
+            states.extend(a.astype(np.float16) for a in s)
+            update(len(part))
+    dim = vectors[0].shape[1] if vectors else 0
+    return (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), states
+
+
+def tune_start_for(embedder: Embedder, log: Log) -> TuneStart | None:
+    """The encoder's own top layers, when this embedder can feed them (the published ONNX
+    encoder, recipe 3 or later); otherwise a note and None (the frozen-encoder head)."""
+    layers: frozenset[int] = getattr(embedder, "state_layers", frozenset())
+    if not layers:
+        log(
+            f"note: encoder {embedder.version} exposes no token states; training the "
+            "frozen-encoder head (rebuild the encoder with `kefu models build` to fine-tune)"
+        )
+        return None
+    from services.models.build_encoder import source_weights
+
+    from_layer = max(layers)
+    weights = source_weights(getattr(embedder, "encoder"))  # noqa: B009
+    return TuneStart(
+        layers=weights.layers[from_layer:],
+        num_heads=weights.num_heads,
+        eps=float(weights.layer_norm_eps),
+        from_layer=from_layer,
+    )
 
 
 def fingerprint(kind: str, data_sha256: str, encoder_version: str, config: Any) -> str:
@@ -139,22 +180,48 @@ def train_intent(
     typo_texts, typo_labels = typo_variants(
         texts_train, labels_train, config.typo_copies, seed=config.seed
     )
-    x = embed_with_progress(embedder, data.texts + typo_texts, cache_dir, "embedding", progress)
+    all_texts = data.texts + typo_texts
+    tune_start = tune_start_for(embedder, log) if config.fine_tune_epochs > 0 else None
+    states: list[np.ndarray] | None = None
+    if tune_start is not None:
+        x, states = embed_states_with_progress(
+            embedder, all_texts, tune_start.from_layer, "embedding (token states)", progress
+        )
+    else:
+        x = embed_with_progress(embedder, all_texts, cache_dir, "embedding", progress)
     x_typos, x = x[len(data.texts) :], x[: len(data.texts)]
     log(
         f"training intent head on {len(train_idx)} rows (+{len(typo_texts)} typo variants), "
         f"validating on {len(val_idx)}"
+        + (
+            f"; fine-tuning the encoder's top {len(tune_start.layers)} layers"
+            if tune_start is not None
+            else ""
+        )
     )
     start = time.monotonic()
-    model, metrics = train_intent_model(
-        np.concatenate([x[train_idx], x_typos]),
-        labels_train + typo_labels,
-        x[val_idx],
-        [data.labels[i] for i in val_idx],
-        config,
-        texts_train=texts_train + typo_texts,
-        texts_val=[data.texts[i] for i in val_idx],
-    )
+    tuning_steps = (len(train_idx) + len(typo_texts)) * config.fine_tune_epochs
+    with _progress_bar(
+        tuning_steps, "fine-tuning (epochs)", progress and tune_start is not None
+    ) as update:
+        model, metrics = train_intent_model(
+            np.concatenate([x[train_idx], x_typos]),
+            labels_train + typo_labels,
+            x[val_idx],
+            [data.labels[i] for i in val_idx],
+            config,
+            texts_train=texts_train + typo_texts,
+            texts_val=[data.texts[i] for i in val_idx],
+            states_train=(
+                [states[i] for i in train_idx] + states[len(data.texts) :]
+                if states is not None
+                else None
+            ),
+            states_val=[states[i] for i in val_idx] if states is not None else None,
+            tune_start=tune_start,
+            log=log,
+            progress=update,
+        )
     counts = data.label_counts()
     manifest = {
         "kind": "intent",

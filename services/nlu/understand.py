@@ -62,6 +62,11 @@ def fill_nlu(
 def predict_batch(
     encoder: Any, intent_model: Any, texts: Sequence[str]
 ) -> tuple[np.ndarray, list[Any]]:
-    """One encoder pass for the batch (sorted by length inside the encoder), then the head."""
-    embeddings = encoder.embed(list(texts), prefix="query: ")
-    return embeddings, intent_model.predict(embeddings, list(texts))
+    """One encoder pass for the batch (sorted by length inside the encoder), then the head;
+    a head with fine-tuned top layers gets the token states of that same pass."""
+    layer = intent_model.states_layer
+    if layer is None:
+        embeddings = encoder.embed(list(texts), prefix="query: ")
+        return embeddings, intent_model.predict(embeddings, list(texts))
+    embeddings, states = encoder.embed_with_states(list(texts), layer, prefix="query: ")
+    return embeddings, intent_model.predict(embeddings, list(texts), states)

@@ -311,3 +311,31 @@ def test_embed_rejects_a_bare_string(tmp_path: Path) -> None:
     assert encoder.embed([]).shape == (0, 32)
     with pytest.raises(registry.ModelNotFoundError, match="kefu models build"):
         Encoder.load(tmp_path / "empty")
+
+
+def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path) -> None:
+    """The seam fine-tuned intent layers rely on: running the encoder's own top layers
+    (services/models/finetune.py) on the exposed token states gives the graph's embedding."""
+    from services.models.finetune import TunedLayers
+    from services.models.onnx_graph import HIDDEN_STATES, OUTPUT, state_outputs
+
+    make_model_dir(tmp_path / "m", "bert", layers=3)
+    weights = be.load_hf_weights(tmp_path / "m")
+    (j,) = state_outputs(3)
+    session = ort.InferenceSession(
+        build_encoder_graph(weights).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(2)
+    n_vocab = len(_specials("bert")) + len(WORDS)
+    input_ids, mask = pad_batch([list(rng.integers(4, n_vocab, size=n)) for n in (2, 9, 5)], 0)
+    pooled, states = session.run(
+        [OUTPUT, HIDDEN_STATES.format(j)], {"input_ids": input_ids, "attention_mask": mask}
+    )
+    top = TunedLayers(
+        layers=weights.layers[j:],
+        num_heads=weights.num_heads,
+        eps=weights.layer_norm_eps,
+        head_w=np.zeros((2, weights.hidden), np.float32),
+        head_b=np.zeros(2, np.float32),
+    )
+    np.testing.assert_allclose(top.pooled(states, mask), pooled, atol=2e-5)

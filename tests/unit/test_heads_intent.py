@@ -217,3 +217,70 @@ def test_the_ngram_head_adds_what_the_wording_says(tmp_path: Path) -> None:
     a, b = mixed.predict(x[te], texts[te]), again.predict(x[te], texts[te])
     assert [p.intent for p in a] == [p.intent for p in b]
     np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
+
+
+def _token_states(
+    rng: np.random.Generator, labels: list[str], hidden: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-message token states where the intent shows in ONE token among noise tokens: the
+    mean-pooled vector (what a frozen-encoder head sees) hides it, attention can find it."""
+    markers = {label: rng.normal(size=hidden) * 3 for label in sorted(set(labels))}
+    states = []
+    for label in labels:
+        n = int(rng.integers(4, 9))
+        tokens = rng.normal(size=(n, hidden))
+        tokens[int(rng.integers(0, n))] += markers[label]
+        states.append(tokens.astype(np.float32))
+    pooled = _unit(np.stack([s.mean(axis=0) for s in states]))
+    return states, pooled
+
+
+def test_tuned_layers_replace_the_dense_head_and_round_trip(tmp_path: Path) -> None:
+    from services.models.finetune import TunedLayers
+    from services.models.intent import TuneStart
+    from services.models.onnx_graph import LayerWeights
+
+    rng = np.random.default_rng(3)
+    hidden, ffn = 16, 32
+    labels = [INTENTS[i % 3] for i in range(240)]
+    states, pooled = _token_states(rng, labels, hidden)
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.normal(size=(rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def zeros(n: int) -> np.ndarray:
+        return np.zeros(n, np.float32)
+
+    layer = LayerWeights(
+        matrix(hidden, hidden), zeros(hidden), matrix(hidden, hidden), zeros(hidden),
+        matrix(hidden, hidden), zeros(hidden), matrix(hidden, hidden), zeros(hidden),
+        np.ones(hidden, np.float32), zeros(hidden), matrix(ffn, hidden), zeros(ffn),
+        matrix(hidden, ffn), zeros(hidden), np.ones(hidden, np.float32), zeros(hidden),
+    )  # fmt: skip
+    start = TuneStart(layers=[layer], num_heads=2, eps=1e-12, from_layer=5)
+    tr, va = slice(0, 180), slice(180, None)
+    config = IntentTrainConfig(fine_tune_epochs=6, fine_tune_lr=3e-3, ngram=False)
+    model, metrics = train_intent_model(
+        pooled[tr], labels[tr], pooled[va], labels[va], config,
+        states_train=states[tr], states_val=states[va], tune_start=start,
+    )  # fmt: skip
+    assert model.head is None and isinstance(model.tuned, TunedLayers)
+    assert model.states_layer == 5
+    assert len(metrics["fine_tune_history"]) >= 2
+    assert metrics["accuracy"] > 0.8, metrics["accuracy"]
+    with pytest.raises(ValueError, match="token states after layer 5"):
+        model.predict(pooled[va])
+    model.save(tmp_path)
+    again = IntentModel.load(tmp_path)
+    assert again.states_layer == 5 and again.head is None
+    a = model.predict(pooled[va], states=states[va])
+    b = again.predict(pooled[va], states=states[va])
+    assert [p.intent for p in a] == [p.intent for p in b]
+    np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
+    # without fine-tuning epochs the same call trains the frozen-encoder dense head
+    frozen, _ = train_intent_model(
+        pooled[tr], labels[tr], pooled[va], labels[va],
+        IntentTrainConfig(fine_tune_epochs=0, ngram=False),
+        states_train=states[tr], states_val=states[va], tune_start=start,
+    )  # fmt: skip
+    assert frozen.tuned is None and frozen.head is not None and frozen.states_layer is None
