@@ -91,7 +91,13 @@ def _train(
     try:
         if builtin:
             data = concat([data, default_sentiment_data()])
-        embedder = resolve_embedder(models_root, encoder)
+        # --out may be a fresh folder: embed with the encoder the services run (where it is)
+        encoder_root = (
+            models_root
+            if registry.current_version(models_root, "encoder") is not None
+            else settings.models_path
+        )
+        embedder = resolve_embedder(encoder_root, encoder)
         trainer = train_intent if kind == "intent" else train_sentiment
         result = trainer(
             data,

@@ -379,3 +379,66 @@ def test_a_thousand_poison_inputs_are_processed_or_dead_lettered_and_nothing_cra
 
     asyncio.run(run())
     assert all_pids(stack) == before, "a process crashed or restarted on poison input"
+
+
+# -- a new model version under load ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_published_intent_version_is_swapped_in_under_load_exactly_once(
+    healthy_stack: StackHandle,
+) -> None:
+    """Publishing a new intent version while messages flow: nlu switches to it without a
+    restart (same pid), replies before carry the old version and after the new one, and no
+    message is lost or answered twice. The new version is a copy of the current one, so the
+    shared models root serves the same predictions; the old CURRENT is restored afterwards."""
+    import shutil
+    import urllib.request
+
+    from services.models import registry
+
+    root = healthy_stack.settings.models_path
+    old = registry.current_version(root, "intent")
+    assert old is not None
+    new_dir = registry.new_version_dir(root, "intent")
+    shutil.copytree(root / "intent" / old, new_dir, dirs_exist_ok=True)
+    (new_dir / "manifest.json").unlink()
+    manifest = registry.read_manifest(root / "intent" / old)
+    manifest.pop("version", None)
+    registry.write_manifest(new_dir, manifest)
+    nlu_pid = supervisor(healthy_stack).pid("nlu")
+    readyz = f"http://127.0.0.1:{healthy_stack.ports.web['nlu']}/readyz"
+
+    def nlu_says() -> str:
+        with urllib.request.urlopen(readyz, timeout=5) as resp:
+            return resp.read().decode()
+
+    async def run() -> Any:
+        stop = asyncio.Event()
+        async with TrafficDriver(healthy_stack.settings) as driver:
+            sending = asyncio.create_task(
+                driver.run(traffic(2000, "swap"), RATE, REPLY_TIMEOUT, settle=4.0, stop=stop)
+            )
+            try:
+                await asyncio.sleep(3.0)
+                registry.publish(root, "intent", new_dir.name)
+                deadline = time.monotonic() + 60
+                while new_dir.name not in await asyncio.to_thread(nlu_says):
+                    assert time.monotonic() < deadline, f"nlu still says {nlu_says()}"
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(4.0)
+            finally:
+                stop.set()
+            return await sending
+
+    try:
+        result = asyncio.run(run())
+    finally:
+        registry.publish(root, "intent", old)
+        shutil.rmtree(new_dir, ignore_errors=True)
+    summary = analyse(result.sent, result.received, REPLY_TIMEOUT)
+    assert_exactly_once(summary)
+    versions = [r.value["nlu"]["modelVersion"] for r in result.received if r.value.get("nlu")]
+    assert old in versions and new_dir.name in versions, sorted(set(versions))
+    assert versions[-1] == new_dir.name  # the last seconds of traffic all ran on it
+    assert supervisor(healthy_stack).pid("nlu") == nlu_pid, "nlu was restarted"
