@@ -122,23 +122,7 @@ class Encoder:
                 )
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # keep onnxruntime's warnings out of service logs
-        # The CPU arena keeps the high-water mark of every run for the process's lifetime: after
-        # one batch of eight 512-token texts RSS stayed at ~470 MB (arena shrinkage per run got
-        # it back but grew RSS on short batches); without the arena it fell back to ~175 MB, at
-        # no measurable cost on short texts (2-core AVX2, batch 1 and 32).
-        # Left on on purpose: pre-packing (turning it off saved no RSS, since the weights are
-        # then read from the memory-mapped file instead, and cost 20-30% CPU at batch 1) and
-        # memory patterns (no effect either way with dynamic shapes).
-        options.enable_cpu_mem_arena = False
-        # No spin-waiting between runs: onnxruntime's pool threads otherwise spin after every
-        # batch, which on a small host takes the CPU that Kafka, FerretDB and the other stages
-        # need (nlu used 60% of a core at 5 msg/s with spinning; see docs/benchmarks.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads or default_threads())
         session = ort.InferenceSession(str(model_path), options, providers=chosen)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         max_length = int(manifest.get("max_length", 512))
@@ -212,6 +196,28 @@ class Encoder:
             for row, i in enumerate(batch):
                 states[int(i)] = np.ascontiguousarray(hidden[row, : lengths[int(i)]])
         return out, states
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """How every kefu onnxruntime session runs (the encoder, fine-tuned intent layers)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # keep onnxruntime's warnings out of service logs
+    # The CPU arena keeps the high-water mark of every run for the process's lifetime: after
+    # one batch of eight 512-token texts RSS stayed at ~470 MB (arena shrinkage per run got
+    # it back but grew RSS on short batches); without the arena it fell back to ~175 MB, at
+    # no measurable cost on short texts (2-core AVX2, batch 1 and 32).
+    # Left on on purpose: pre-packing (turning it off saved no RSS, since the weights are
+    # then read from the memory-mapped file instead, and cost 20-30% CPU at batch 1) and
+    # memory patterns (no effect either way with dynamic shapes).
+    options.enable_cpu_mem_arena = False
+    # No spin-waiting between runs: onnxruntime's pool threads otherwise spin after every
+    # batch, which on a small host takes the CPU that Kafka, FerretDB and the other stages
+    # need (nlu used 60% of a core at 5 msg/s with spinning; see docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def length_sorted_batches(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,8 @@ class TunedLayers:
     head_b: np.ndarray  # [n_classes]
     # logits = scale * (pooled @ head_w.T) + head_b: a cosine classifier needs a temperature
     scale: float = 20.0
+    # onnxruntime session of the same computation, built on first use by ``fast_logits``
+    _session: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def hidden(self) -> int:
@@ -88,6 +90,34 @@ class TunedLayers:
             self.head_b, dtype=np.float32
         )
         return out
+
+    def fast_logits(self, states: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``logits`` through onnxruntime: what the nlu stage runs (numpy's many small
+        operations cost about 2.5 ms more per message at batch 1, measured)."""
+        import onnxruntime as ort
+
+        from services.models.encoder import default_threads, session_options
+        from services.models.onnx_graph import (
+            ATTENTION_MASK,
+            TUNED_INPUT,
+            TUNED_OUTPUT,
+            build_tuned_layers_graph,
+        )
+
+        x, m = _check_batch(states, mask, self.hidden)
+        if self._session is None:
+            graph = build_tuned_layers_graph(
+                self.layers, self.num_heads, self.eps, self.head_w, self.head_b, self.scale
+            )
+            self._session = ort.InferenceSession(
+                graph.SerializeToString(),
+                session_options(default_threads()),
+                providers=["CPUExecutionProvider"],
+            )
+        (out,) = self._session.run(
+            [TUNED_OUTPUT], {TUNED_INPUT: x.astype(np.float32), ATTENTION_MASK: m.astype(np.int64)}
+        )
+        return np.asarray(out, dtype=np.float32)
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """Flat named arrays for ``np.savez`` (no pickle); ``prefix`` is prepended literally."""

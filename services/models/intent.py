@@ -131,7 +131,7 @@ class IntentModel:
                     f"{len(x)} rows, {'no' if states is None else len(states)} states)"
                 )
             hidden, mask = stack_states(states)
-            logits = self.tuned.logits(hidden, mask)
+            logits = self.tuned.fast_logits(hidden, mask)
         else:
             assert self.head is not None  # __post_init__ guarantees one of the two
             logits = self.head.logits(x)

@@ -17,6 +17,7 @@ use it (one dependency less); onnxruntime still fuses BiasGelu and MatMul+Add at
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,20 +163,9 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
     exposed = state_outputs(len(weights.layers))
     g = _GraphBuilder()
     hidden, heads = weights.hidden, weights.num_heads
-    head_dim = hidden // heads
     eps = float(weights.layer_norm_eps)
 
-    # --- scalars and shapes shared by every layer
-    one = g.const("one_f", np.array(1.0, np.float32))
-    mask_fill = g.const("mask_fill", np.array(MASK_FILL, np.float32))
-    sqrt_head_dim = g.const("sqrt_head_dim", np.array(math.sqrt(head_dim), np.float32))
-    sqrt2 = g.const("sqrt2", np.array(math.sqrt(2.0), np.float32))
-    half = g.const("half", np.array(0.5, np.float32))
-    heads_shape = g.const("heads_shape", np.array([0, 0, heads, head_dim], np.int64))
-    merge_shape = g.const("merge_shape", np.array([0, 0, hidden], np.int64))
-    axes_1 = g.const("axes_1", np.array([1], np.int64))
-    axes_2 = g.const("axes_2", np.array([2], np.int64))
-    tiny = g.const("tiny", np.array(1e-12, np.float32))
+    c = _shared_consts(g, hidden, heads)
 
     # --- embeddings: the single segment's token-type row is folded into the position table
     word = g.const("word_embeddings", _f32(weights.word_embeddings))
@@ -213,20 +203,103 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
         epsilon=eps,
     )
 
-    # --- additive attention mask [batch, 1, 1, seq]: 0 where attended, MASK_FILL elsewhere.
-    # Unsqueeze twice then Cast, as PyTorch exports it: the pattern the attention fusion matches.
-    mask_4d = g.op(
-        "Unsqueeze", [g.op("Unsqueeze", [ATTENTION_MASK, axes_1], "mask_3d_i"), axes_2], "mask_4d_i"
+    additive_mask = _additive_mask(g, c)
+    x = _add_layers(g, c, x, additive_mask, weights.layers, eps, exposed)
+    _add_mean_pool_l2(g, c, x, OUTPUT)
+
+    graph = helper.make_graph(
+        g.nodes,
+        name,
+        inputs=[
+            helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])]
+        + [
+            helper.make_tensor_value_info(
+                HIDDEN_STATES.format(j), TensorProto.FLOAT, ["batch", "sequence", hidden]
+            )
+            for j in exposed
+        ],
+        initializer=g.initializers,
     )
-    inverted = g.op("Sub", [one, g.op("Cast", [mask_4d], "mask_4d", to=TensorProto.FLOAT)], "inv")
-    additive_mask = g.op("Mul", [inverted, mask_fill], "mask_add")
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="kefu",
+        doc_string="BERT encoder, mean pooling over attention_mask, L2-normalised",
+    )
+    model.ir_version = 8  # readable by onnxruntime >= 1.14
+    for key, value in weights.metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    return model
+
+
+@dataclass
+class _Consts:
+    """Scalars and shapes every layer shares (graph initialiser names)."""
+
+    one: str
+    mask_fill: str
+    sqrt_head_dim: str
+    sqrt2: str
+    half: str
+    heads_shape: str
+    merge_shape: str
+    axes_1: str
+    axes_2: str
+    tiny: str
+
+
+def _shared_consts(g: _GraphBuilder, hidden: int, heads: int) -> _Consts:
+    head_dim = hidden // heads
+    return _Consts(
+        one=g.const("one_f", np.array(1.0, np.float32)),
+        mask_fill=g.const("mask_fill", np.array(MASK_FILL, np.float32)),
+        sqrt_head_dim=g.const("sqrt_head_dim", np.array(math.sqrt(head_dim), np.float32)),
+        sqrt2=g.const("sqrt2", np.array(math.sqrt(2.0), np.float32)),
+        half=g.const("half", np.array(0.5, np.float32)),
+        heads_shape=g.const("heads_shape", np.array([0, 0, heads, head_dim], np.int64)),
+        merge_shape=g.const("merge_shape", np.array([0, 0, hidden], np.int64)),
+        axes_1=g.const("axes_1", np.array([1], np.int64)),
+        axes_2=g.const("axes_2", np.array([2], np.int64)),
+        tiny=g.const("tiny", np.array(1e-12, np.float32)),
+    )
+
+
+def _additive_mask(g: _GraphBuilder, c: _Consts) -> str:
+    """[batch, 1, 1, seq]: 0 where attended, MASK_FILL elsewhere. Unsqueeze twice then Cast,
+    as PyTorch exports it: the pattern the attention fusion matches."""
+    mask_4d = g.op(
+        "Unsqueeze",
+        [g.op("Unsqueeze", [ATTENTION_MASK, c.axes_1], "mask_3d_i"), c.axes_2],
+        "mask_4d_i",
+    )
+    inverted = g.op("Sub", [c.one, g.op("Cast", [mask_4d], "mask_4d", to=TensorProto.FLOAT)], "inv")
+    return g.op("Mul", [inverted, c.mask_fill], "mask_add")
+
+
+def _add_layers(
+    g: _GraphBuilder,
+    c: _Consts,
+    x: str,
+    additive_mask: str,
+    layers: Sequence[LayerWeights],
+    eps: float,
+    exposed: Sequence[int] = (),
+) -> str:
+    """Post-LayerNorm BERT layers on ``x``; ``exposed``: also output the states after them."""
+    one, sqrt_head_dim, sqrt2, half = c.one, c.sqrt_head_dim, c.sqrt2, c.half
+    heads_shape, merge_shape = c.heads_shape, c.merge_shape
 
     def linear(inp: str, w: np.ndarray, b: np.ndarray, prefix: str) -> str:
         # MatMul wants [in, out]; the weights arrive as [out, in]
         mm = g.op("MatMul", [inp, g.const(f"{prefix}.weight", _f32(w).T.copy())], f"{prefix}_mm")
         return g.op("Add", [mm, g.const(f"{prefix}.bias", _f32(b))], f"{prefix}_add")
 
-    for i, layer in enumerate(weights.layers):
+    for i, layer in enumerate(layers):
         p = f"layer{i}"
         q = linear(x, layer.q_w, layer.q_b, f"{p}.q")
         k = linear(x, layer.k_w, layer.k_b, f"{p}.k")
@@ -295,47 +368,78 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
                 )
             )
 
-    # --- mean pooling over the mask, then L2 normalisation
+    return x
+
+
+def _add_mean_pool_l2(g: _GraphBuilder, c: _Consts, x: str, output: str) -> None:
+    """Mean pooling over the mask (special tokens included), then L2 normalisation."""
     mask_f = g.op("Cast", [ATTENTION_MASK], "mask_f", to=TensorProto.FLOAT)
-    mask_3d = g.op("Unsqueeze", [mask_f, axes_2], "mask_3d")
+    mask_3d = g.op("Unsqueeze", [mask_f, c.axes_2], "mask_3d")
     summed = g.op(
-        "ReduceSum", [g.op("Mul", [x, mask_3d], "pool_mul"), axes_1], "pool_sum", keepdims=0
+        "ReduceSum", [g.op("Mul", [x, mask_3d], "pool_mul"), c.axes_1], "pool_sum", keepdims=0
     )
-    counts = g.op("ReduceSum", [mask_3d, axes_1], "pool_count", keepdims=0)
-    mean = g.op("Div", [summed, g.op("Max", [counts, one], "pool_count_min")], "pool_mean")
+    counts = g.op("ReduceSum", [mask_3d, c.axes_1], "pool_count", keepdims=0)
+    mean = g.op("Div", [summed, g.op("Max", [counts, c.one], "pool_count_min")], "pool_mean")
     # opset 17 ReduceL2 still takes axes as an attribute (an input only from opset 18)
     norm = g.op("ReduceL2", [mean], "l2", axes=[1], keepdims=1)
     g.nodes.append(
         helper.make_node(
-            "Div", [mean, g.op("Max", [norm, tiny], "l2_min")], [OUTPUT], name="l2_div"
+            "Div", [mean, g.op("Max", [norm, c.tiny], "l2_min")], [output], name="l2_div"
         )
     )
 
+
+TUNED_INPUT = "hidden_states"
+TUNED_OUTPUT = "logits"
+
+
+def build_tuned_layers_graph(
+    layers: Sequence[LayerWeights],
+    num_heads: int,
+    eps: float,
+    head_w: np.ndarray,
+    head_b: np.ndarray,
+    scale: float,
+) -> onnx.ModelProto:
+    """Fine-tuned top layers + mean pooling + L2 + the linear head, as ONNX: what
+    ``finetune.TunedLayers.logits`` computes in numpy, run by onnxruntime in the nlu stage
+    (several times faster than numpy for a few messages). Inputs: the encoder's exposed token
+    states [batch, sequence, hidden] and the attention mask; output: logits [batch, classes]."""
+    if not layers:
+        raise ValueError("no layers to build")
+    hidden = int(layers[0].q_w.shape[0])
+    g = _GraphBuilder()
+    c = _shared_consts(g, hidden, num_heads)
+    x = _add_layers(g, c, TUNED_INPUT, _additive_mask(g, c), layers, float(eps))
+    _add_mean_pool_l2(g, c, x, "pooled")
+    weight = g.const("head.weight", (_f32(head_w).T * np.float32(scale)).copy())
+    g.nodes.append(
+        helper.make_node(
+            "Add",
+            [g.op("MatMul", ["pooled", weight], "head_mm"), g.const("head.bias", _f32(head_b))],
+            [TUNED_OUTPUT],
+            name="head_add",
+        )
+    )
     graph = helper.make_graph(
         g.nodes,
-        name,
+        "tuned_layers",
         inputs=[
-            helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info(
+                TUNED_INPUT, TensorProto.FLOAT, ["batch", "sequence", hidden]
+            ),
             helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "sequence"]),
         ],
-        outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])]
-        + [
+        outputs=[
             helper.make_tensor_value_info(
-                HIDDEN_STATES.format(j), TensorProto.FLOAT, ["batch", "sequence", hidden]
+                TUNED_OUTPUT, TensorProto.FLOAT, ["batch", int(head_w.shape[0])]
             )
-            for j in exposed
         ],
         initializer=g.initializers,
     )
     model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="kefu",
-        doc_string="BERT encoder, mean pooling over attention_mask, L2-normalised",
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kefu"
     )
-    model.ir_version = 8  # readable by onnxruntime >= 1.14
-    for key, value in weights.metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    model.ir_version = 8
     onnx.checker.check_model(model)
     return model

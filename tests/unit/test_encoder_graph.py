@@ -339,3 +339,7 @@ def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path
         head_b=np.zeros(2, np.float32),
     )
     np.testing.assert_allclose(top.pooled(states, mask), pooled, atol=2e-5)
+    # the onnxruntime graph of the tuned layers + head (what nlu runs) = the numpy forward
+    top.head_w = rng.normal(size=(3, weights.hidden)).astype(np.float32)
+    top.head_b = rng.normal(size=3).astype(np.float32)
+    np.testing.assert_allclose(top.fast_logits(states, mask), top.logits(states, mask), atol=1e-4)
