@@ -480,6 +480,7 @@ def train_intent_model(
         and tune_start is not None
         and states_train is not None
         and states_val is not None
+        and len(y_val) > 0  # early stopping needs validation rows
     )
     if tuning:
         assert tune_start is not None and states_train is not None and states_val is not None
