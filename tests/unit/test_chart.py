@@ -529,6 +529,31 @@ def test_topics_job_can_be_turned_off(helm: str) -> None:
     assert not by_kind(objs, "Job")
 
 
+def test_prune_cronjob_runs_kefu_prune_with_the_services_settings(
+    default_objs: list[Manifest],
+) -> None:
+    from services.runtime.retention import parse_retention
+
+    cron = by_kind(default_objs, "CronJob")[f"{RELEASE}-prune"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = spec["containers"]
+    assert container["args"][:2] == ["prune", "--older-than"]
+    assert parse_retention(container["args"][2]).days == 30  # the command accepts the value
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["envFrom"] == [{"configMapRef": {"name": f"{RELEASE}-config"}}]
+    uri = env_of(container)["KEFU_MONGO_URI"]["valueFrom"]["secretKeyRef"]
+    assert uri == {"name": "kefu-mongo", "key": "uri"}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_prune_cronjob_can_be_turned_off_and_refuses_a_bad_age(helm: str) -> None:
+    assert not by_kind(render(helm, "--set", "prune.enabled=false"), "CronJob")
+    assert "olderThan" in render_error(helm, "--set", "prune.olderThan=30days")
+
+
 # ---------------------------------------------------------------- production values
 
 
