@@ -108,7 +108,7 @@ def measure(
         try:
             t0 = time.perf_counter()
             intent = in_worker(
-                lambda: IntentModel.load(registry.current_dir(models_root, "intent"))
+                lambda: IntentModel.load(registry.current_dir(models_root, "intent"), serving=True)
             )
             record("IntentModel.load", t0)
         except (registry.ModelNotFoundError, FileNotFoundError) as exc:

@@ -162,7 +162,7 @@ def _train(
     "--fine-tune-epochs",
     type=click.IntRange(0, 20),
     default=None,
-    help="Epochs (at most; early-stopped) fine-tuning the encoder's top two layers for the "
+    help="Epochs (at most; early-stopped) fine-tuning the encoder's top four layers for the "
     "intents (default 4); 0: a head on the frozen encoder (faster to train).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)

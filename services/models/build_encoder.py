@@ -55,8 +55,9 @@ from services.models.onnx_graph import (
 
 # Bump when the graph, tokenizer or quantisation recipe changes: CURRENT is then rebuilt.
 # 2: vocabulary pruned to the served scripts; int8 weights in model.onnx.data (memory-mapped).
-# 3: the token states after each layer are outputs too (fine-tuned intent layers start there).
-RECIPE = "kefu-encoder-3"
+# 3: the token states below the top layers are an output too (fine-tuned intent layers start
+# there); 4: below the top four layers instead of two.
+RECIPE = "kefu-encoder-4"
 COSINE_FP32_MIN = 0.999
 COSINE_INT8_MIN = 0.98
 TOKEN_AGREEMENT_MIN = 0.99

@@ -78,6 +78,11 @@ class TunedLayers:
     def pooled(self, states: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Run the K layers on trunk states [b, s, hidden] (mask [b, s], 1 = token) and return
         the L2-normalised mean over the unmasked tokens, [b, hidden] float32."""
+        if not self.layers:
+            raise ValueError(
+                "these tuned layers were loaded for serving (onnxruntime only): load the "
+                "intent model without serving=True to run or save them in numpy"
+            )
         x, m = _check_batch(states, mask, self.hidden)
         pooled, _ = _forward(self, x, m, np.float32, keep=False)
         return pooled

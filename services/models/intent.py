@@ -26,12 +26,12 @@ each chosen on validation. Measured on Bitext dev with heads trained on ``data/i
 (in-scope top-1): embedding head alone 0.816, mixed 0.851, mixed with typo variants in the
 training data (services/models/augment.py) 0.874.
 
-The encoder side is, by default, the encoder's top two layers fine-tuned for intent (in numpy:
+The encoder side is, by default, the encoder's top four layers fine-tuned for intent (in numpy:
 services/models/finetune.py) on the token states the encoder exposes below them, then mean
 pooling and a linear layer; ``fine_tune_epochs=0`` (or an encoder without those states) trains
 logistic regression on the frozen sentence embedding instead. The services still get the frozen
 embedding from the same encoder pass (sentiment, FAQ search, the similarity signal); the tuned
-layers cost nlu two more layers on the states of its own batch.
+layers cost nlu four more layers (fp32, onnxruntime) on the states of its own batch.
 
 Files of a version: ``intent.npz`` (dense head or tuned layers, nearest-neighbour bank, idf) +
 ``intent.json`` (+ ``intent_ngrams.json``).
@@ -248,6 +248,8 @@ class IntentModel:
         return [p.intent for p in self.predict(embeddings, texts, states)]
 
     def save(self, directory: Path) -> None:
+        if self.tuned is not None and not self.tuned.layers:
+            raise ValueError("a model loaded with serving=True cannot be saved: load it again")
         directory.mkdir(parents=True, exist_ok=True)
         arrays = (
             self.head.to_arrays("head_")
@@ -277,7 +279,9 @@ class IntentModel:
         )
 
     @classmethod
-    def load(cls, directory: Path) -> IntentModel:
+    def load(cls, directory: Path, *, serving: bool = False) -> IntentModel:
+        """``serving``: tuned layers only as their onnxruntime graph (the numpy copies, ~28 MB
+        for four layers, are what training and saving need, not a service)."""
         config_path, model_path = directory / CONFIG_FILE, directory / MODEL_FILE
         if not config_path.is_file() or not model_path.is_file():
             raise FileNotFoundError(
@@ -292,6 +296,8 @@ class IntentModel:
             if config.get("tuned_from_layer") is not None:
                 tuned = TunedLayers.from_arrays(arrays, "tuned_")
                 tuned.load_graph(directory / LAYERS_GRAPH_FILE)
+                if serving:
+                    tuned.layers = []
             else:
                 head = DenseHead.from_arrays(arrays, "head_")
             bank = np.asarray(arrays["bank"])

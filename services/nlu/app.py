@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from services.models.encoder import Encoder
@@ -34,7 +35,7 @@ def build(settings: Settings) -> Stage:
         root, "encoder", lambda d: Encoder.load(d), on_swap=_on_swap("encoder")
     )
     intents: ModelWatcher[IntentModel] = ModelWatcher(
-        root, "intent", IntentModel.load, on_swap=_on_swap("intent")
+        root, "intent", partial(IntentModel.load, serving=True), on_swap=_on_swap("intent")
     )
     # one inference thread: onnxruntime uses its own intra-op threads; the event loop stays free
     # to fetch and send while a batch runs

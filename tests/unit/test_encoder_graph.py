@@ -319,9 +319,9 @@ def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path
     from services.models.finetune import TunedLayers
     from services.models.onnx_graph import HIDDEN_STATES, OUTPUT, state_outputs
 
-    make_model_dir(tmp_path / "m", "bert", layers=3)
+    make_model_dir(tmp_path / "m", "bert", layers=5)
     weights = be.load_hf_weights(tmp_path / "m")
-    (j,) = state_outputs(3)
+    (j,) = state_outputs(5)
     session = ort.InferenceSession(
         build_encoder_graph(weights).SerializeToString(), providers=["CPUExecutionProvider"]
     )

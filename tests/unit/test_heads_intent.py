@@ -277,6 +277,12 @@ def test_tuned_layers_replace_the_dense_head_and_round_trip(tmp_path: Path) -> N
     b = again.predict(pooled[va], states=states[va])
     assert [p.intent for p in a] == [p.intent for p in b]
     np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
+    # what nlu loads: the onnxruntime graph only, same predictions, cannot be saved again
+    serving = IntentModel.load(tmp_path, serving=True)
+    c = serving.predict(pooled[va], states=states[va])
+    assert [p.intent for p in c] == [p.intent for p in a]
+    with pytest.raises(ValueError, match="serving"):
+        serving.save(tmp_path / "again")
     # without fine-tuning epochs the same call trains the frozen-encoder dense head
     frozen, _ = train_intent_model(
         pooled[tr], labels[tr], pooled[va], labels[va],
