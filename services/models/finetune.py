@@ -148,11 +148,15 @@ class TunedLayers:
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray] | Any, prefix: str) -> TunedLayers:
-        """Inverse of ``to_arrays`` (also reads an open ``np.load`` archive)."""
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray] | Any, prefix: str, *, with_layers: bool = True
+    ) -> TunedLayers:
+        """Inverse of ``to_arrays`` (also reads an open ``np.load`` archive, which reads an
+        array only when asked: ``with_layers=False`` never reads the layers, for a service that
+        runs the saved graph)."""
         if f"{prefix}num_layers" not in arrays:
             raise ValueError(f"no fine-tuned layers named {prefix}* in the model file")
-        k = int(arrays[f"{prefix}num_layers"])
+        k = int(arrays[f"{prefix}num_layers"]) if with_layers else 0
         layers = [
             LayerWeights(
                 **{

@@ -294,10 +294,8 @@ class IntentModel:
         tuned: TunedLayers | None = None
         with np.load(model_path) as arrays:
             if config.get("tuned_from_layer") is not None:
-                tuned = TunedLayers.from_arrays(arrays, "tuned_")
+                tuned = TunedLayers.from_arrays(arrays, "tuned_", with_layers=not serving)
                 tuned.load_graph(directory / LAYERS_GRAPH_FILE)
-                if serving:
-                    tuned.layers = []
             else:
                 head = DenseHead.from_arrays(arrays, "head_")
             bank = np.asarray(arrays["bank"])
