@@ -294,7 +294,7 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
             embeddings, states = embed_states_with_progress(
                 embedder, data.texts, head.states_layer, "embedding", not quiet
             )
-        except (AttributeError, ValueError) as exc:
+        except ValueError as exc:
             raise click.ClickException(
                 f"cannot run the intent model's tuned layers: {exc}"
             ) from None

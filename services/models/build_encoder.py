@@ -39,6 +39,7 @@ from tqdm import tqdm
 from services.models import registry
 from services.models.encoder import (
     FP32_MODEL_FILE,
+    HIDDEN_STATES_OUTPUT,
     MODEL_DATA_FILE,
     MODEL_FILE,
     QUERY_PREFIX,
@@ -47,7 +48,6 @@ from services.models.encoder import (
     Encoder,
 )
 from services.models.onnx_graph import (
-    HIDDEN_STATES,
     BertWeights,
     LayerWeights,
     state_outputs,
@@ -599,7 +599,7 @@ def build_encoder(
             "inputs": ["input_ids", "attention_mask"],
             "output": "sentence_embedding",
             "hidden_state_outputs": [
-                HIDDEN_STATES.format(j) for j in state_outputs(dims["layers"])
+                HIDDEN_STATES_OUTPUT.format(j) for j in state_outputs(dims["layers"])
             ],
             "quantization": quantization,
             # ORT memory-maps external initialisers: pages of unused embedding rows stay on disk
@@ -738,7 +738,6 @@ def _run_checks(
     full_tokenizer: Any = None,
     kept_ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
-
     from services.models.tokenizer_build import token_count_agreement, token_sequence_agreement
 
     texts = list(texts)

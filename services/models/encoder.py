@@ -75,10 +75,12 @@ class Encoder:
         self.max_length: int = int(manifest.get("max_length", 512))
         self.providers: list[str] = list(session.get_providers())
         output = session.get_outputs()[0]
-        names = {o.name for o in session.get_outputs()}
         # layers whose token states the graph exposes (fine-tuned intent layers start there)
+        state_prefix = HIDDEN_STATES_OUTPUT.format("")
         self.state_layers: frozenset[int] = frozenset(
-            j for j in range(1, 64) if HIDDEN_STATES_OUTPUT.format(j) in names
+            int(o.name[len(state_prefix) :])
+            for o in session.get_outputs()
+            if o.name.startswith(state_prefix)
         )
         if output.shape[-1] != self.dim:
             raise ValueError(
@@ -152,18 +154,7 @@ class Encoder:
         ``prefix``: "query: " for questions and messages, "passage: " for documents searched
         (the e5 convention). Texts over ``max_length`` tokens are truncated.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        ids = self.token_ids(texts, prefix)
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        lengths = [len(x) for x in ids]
-        for batch in length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS):
-            input_ids, mask = pad_batch([ids[i] for i in batch], self.pad_id)
-            result = self._session.run(
-                [EMBEDDING_OUTPUT], {"input_ids": input_ids, "attention_mask": mask}
-            )
-            out[batch] = result[0]
-        return out
+        return self._run(texts, prefix, batch_size, None)[0]
 
     def embed_with_states(
         self,
@@ -178,23 +169,32 @@ class Encoder:
             raise ValueError(
                 f"encoder {self.version} does not expose the states after layer {layer} "
                 f"(it has {sorted(self.state_layers) or 'none'}); rebuild it with "
-                "`kefu models build` (recipe 3 or later)"
+                "`kefu models build`"
             )
+        return self._run(texts, prefix, batch_size, layer)
+
+    def _run(
+        self, texts: Sequence[str], prefix: str, batch_size: int, layer: int | None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Length-sorted batches through the graph: embeddings, and with ``layer`` the token
+        states per text (views into each batch's output, padding cut off)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         ids = self.token_ids(texts, prefix)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        states: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(ids)
+        states: list[np.ndarray] = []
+        names = [EMBEDDING_OUTPUT]
+        if layer is not None:
+            states = [np.empty((0, self.dim), np.float32)] * len(ids)
+            names.append(HIDDEN_STATES_OUTPUT.format(layer))
         lengths = [len(x) for x in ids]
-        names = [EMBEDDING_OUTPUT, HIDDEN_STATES_OUTPUT.format(layer)]
         for batch in length_sorted_batches(lengths, batch_size, MAX_BATCH_TOKENS):
             input_ids, mask = pad_batch([ids[i] for i in batch], self.pad_id)
-            pooled, hidden = self._session.run(
-                names, {"input_ids": input_ids, "attention_mask": mask}
-            )
-            out[batch] = pooled
-            for row, i in enumerate(batch):
-                states[int(i)] = np.ascontiguousarray(hidden[row, : lengths[int(i)]])
+            result = self._session.run(names, {"input_ids": input_ids, "attention_mask": mask})
+            out[batch] = result[0]
+            if layer is not None:
+                for row, i in enumerate(batch):
+                    states[int(i)] = result[1][row, : lengths[int(i)]]
         return out, states
 
 

@@ -48,8 +48,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import OUT_OF_SCOPE
-from services.models.encoder import length_sorted_batches
-from services.models.finetune import TunedLayers, fine_tune, stack_states
+from services.models.finetune import TunedLayers, fine_tune
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -65,7 +64,6 @@ from services.models.onnx_graph import LayerWeights
 
 MODEL_FILE = "intent.npz"
 LAYERS_GRAPH_FILE = "intent_layers.onnx"  # the tuned layers as onnxruntime runs them
-TUNED_BATCH = 32
 CONFIG_FILE = "intent.json"
 NGRAM_FILE = "intent_ngrams.json"
 TOP_K = 3
@@ -133,12 +131,7 @@ class IntentModel:
                     f"states after layer {self.tuned_from_layer}, one per embedding row (got "
                     f"{len(x)} rows, {'no' if states is None else len(states)} states)"
                 )
-            # length-sorted batches: padding and the attention matrices stay small (one call
-            # on 300 texts of mixed length peaked at +300 MB RSS)
-            logits = np.empty((len(x), len(self.labels)), dtype=np.float32)
-            for batch in length_sorted_batches([len(s) for s in states], TUNED_BATCH):
-                hidden, mask = stack_states([states[int(i)] for i in batch])
-                logits[batch] = self.tuned.fast_logits(hidden, mask)
+            logits = self.tuned.logits_per_text(states)
         else:
             assert self.head is not None  # __post_init__ guarantees one of the two
             logits = self.head.logits(x)
@@ -503,7 +496,7 @@ def train_intent_model(
             log=log,
             progress=progress,
         )
-        val_logits = tuned.logits(*stack_states(states_val)) if len(y_val) else None
+        val_logits: np.ndarray | None = tuned.logits_per_text(states_val)
     else:
         head = fit_dense_head(
             x_train, y_train, hidden=config.hidden, c=config.c, alpha=config.alpha, seed=config.seed

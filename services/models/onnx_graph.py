@@ -31,14 +31,12 @@ OPSET = 17  # first opset with LayerNormalization
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 OUTPUT = EMBEDDING_OUTPUT
-# Extra outputs: the token states after layer j (1 <= j < layers), [batch, sequence, hidden].
-# A head that fine-tunes the top layers (services/models/finetune.py) starts from one of them;
-# onnxruntime computes them anyway, and a caller that does not fetch them pays nothing.
-HIDDEN_STATES = HIDDEN_STATES_OUTPUT
-# Which layers' states: each graph output stops onnxruntime from fusing/reusing across that
-# point, and all eleven cost 20 % of batched throughput (measured); the top layers are what a
-# fine-tuned head retrains, so only the states below them are exposed. Four, not two: Bitext
-# dev 0.899 -> 0.917 with the default heads, for ~2.5 ms more per message in nlu (measured).
+# The second output, HIDDEN_STATES_OUTPUT [batch, sequence, hidden]: the token states below the
+# top TUNABLE_TOP_LAYERS layers, where a head that fine-tunes those layers starts
+# (services/models/finetune.py); a caller that does not fetch it pays nothing measurable.
+# One layer only: each graph output stops onnxruntime from fusing/reusing across that point,
+# and exposing all eleven cost 20 % of batched throughput (measured). Four, not two: Bitext
+# dev 0.899 -> 0.917 with the default heads, for ~1-3 ms more per message in nlu (measured).
 TUNABLE_TOP_LAYERS = 4
 
 
@@ -218,7 +216,7 @@ def build_encoder_graph(weights: BertWeights, name: str = "sentence_encoder") ->
         outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", hidden])]
         + [
             helper.make_tensor_value_info(
-                HIDDEN_STATES.format(j), TensorProto.FLOAT, ["batch", "sequence", hidden]
+                HIDDEN_STATES_OUTPUT.format(j), TensorProto.FLOAT, ["batch", "sequence", hidden]
             )
             for j in exposed
         ],
@@ -365,7 +363,7 @@ def _add_layers(
         if i + 1 in exposed:
             g.nodes.append(
                 helper.make_node(
-                    "Identity", [x], [HIDDEN_STATES.format(i + 1)], name=f"{p}_hidden_out"
+                    "Identity", [x], [HIDDEN_STATES_OUTPUT.format(i + 1)], name=f"{p}_hidden_out"
                 )
             )
 

