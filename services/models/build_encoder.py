@@ -50,6 +50,7 @@ from services.models.encoder import (
 from services.models.onnx_graph import (
     BertWeights,
     LayerWeights,
+    quantize_int8,
     state_outputs,
 )
 
@@ -685,24 +686,7 @@ def _write_fp32(weights: BertWeights, path: Path, source: EncoderSource) -> None
 
 
 def _quantize(fp32_path: Path, int8_path: Path, per_channel: bool, reduce_range: bool) -> None:
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # the quantiser logs a warning per tensor it leaves alone: not useful in a build log
-    root_logger = logging.getLogger()
-    level = root_logger.level
-    root_logger.setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(
-            str(fp32_path),
-            str(int8_path),
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            weight_type=QuantType.QInt8,
-        )
-    finally:
-        root_logger.setLevel(level)
+    quantize_int8(fp32_path, int8_path, per_channel=per_channel, reduce_range=reduce_range)
     _move_weights_to_external_data(int8_path, int8_path.parent / MODEL_DATA_FILE)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -442,3 +443,31 @@ def build_tuned_layers_graph(
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, *, per_channel: bool = True, reduce_range: bool = True
+) -> None:
+    """onnxruntime's dynamic int8 quantisation of the MatMul weights, without its log noise.
+
+    Per channel with reduce_range (7-bit weights) by default: without VNNI onnxruntime's u8s8
+    kernel accumulates pairs in int16 and can saturate with full 8-bit weights (see
+    build_encoder's module docstring for the measurements)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # the quantiser logs a warning per tensor it leaves alone: not useful in a build log
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    root_logger.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(fp32_path),
+            str(int8_path),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        root_logger.setLevel(level)

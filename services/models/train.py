@@ -42,7 +42,7 @@ from services.models.intent import IntentTrainConfig, TuneStart, train_intent_mo
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
-HEADS_FORMAT = 7
+HEADS_FORMAT = 8  # 8: tuned intent layers served (and calibrated) with int8 weights
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 VAL_FRACTION = 0.15

@@ -318,7 +318,7 @@ def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path
     (services/models/finetune.py) on the exposed token states gives the graph's embedding."""
     from services.models.encoder import HIDDEN_STATES_OUTPUT
     from services.models.finetune import TunedLayers
-    from services.models.onnx_graph import OUTPUT, state_outputs
+    from services.models.onnx_graph import OUTPUT, TUNED_INPUT, state_outputs
 
     make_model_dir(tmp_path / "m", "bert", layers=5)
     weights = be.load_hf_weights(tmp_path / "m")
@@ -343,4 +343,10 @@ def test_exposed_states_feed_the_top_layers_to_the_same_embedding(tmp_path: Path
     # the onnxruntime graph of the tuned layers + head (what nlu runs) = the numpy forward
     top.head_w = rng.normal(size=(3, weights.hidden)).astype(np.float32)
     top.head_b = rng.normal(size=3).astype(np.float32)
-    np.testing.assert_allclose(top.fast_logits(states, mask), top.logits(states, mask), atol=1e-4)
+    exact = top.logits(states, mask)
+    fp32 = ort.InferenceSession(top.graph().SerializeToString(), providers=["CPUExecutionProvider"])
+    (graph_logits,) = fp32.run(None, {TUNED_INPUT: states, "attention_mask": mask})
+    np.testing.assert_allclose(graph_logits, exact, atol=1e-4)
+    # served with int8 weights: close to the float computation, not equal
+    served = top.fast_logits(states, mask)
+    assert np.corrcoef(served.ravel(), exact.ravel())[0, 1] > 0.99
