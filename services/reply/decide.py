@@ -596,6 +596,11 @@ class _Policy:
         if p.awaiting == "order_choice":
             if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
+            # "where is my phone case order?" while asked which order to cancel is a new
+            # request about a listed order, not the pick: start it afresh (it finds the order
+            # by the product named). A bare pick ("the phone case one") is no question.
+            if self.switching(p) and looks_like_question(turn.text):
+                return None
             pick = followups.pick_choice(
                 turn.text, p.choices, turn.values("order_id"), turn.values("product")
             )

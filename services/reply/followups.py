@@ -229,6 +229,22 @@ def _mentions_zh(text: str, names: Sequence[str]) -> bool:
     return any(key in text for name in names for key in zh_keys(name))
 
 
+# Words shoppers use for an item the catalog names otherwise ("my headphones" for a "gaming
+# headset", "手机套" for a "手机壳"). A match through them scores below any literal match, so
+# "the earbuds" still prefers "Wireless Earbuds" over a "Gaming headset".
+_EN_SAME_ITEM = {
+    "headset": "headphone", "earphone": "headphone", "earbud": "headphone",
+    "headphone": "headphone", "cover": "case", "sneaker": "shoe", "trainer": "shoe",
+    "cellphone": "phone", "smartphone": "phone", "mobile": "phone", "television": "tv",
+}  # fmt: skip
+_ZH_SAME_ITEM = {
+    "耳麦": "耳机", "耳塞": "耳机", "手机套": "手机壳", "保护壳": "手机壳", "保护套": "手机壳",
+    "球鞋": "鞋", "运动鞋": "鞋", "电视机": "电视",
+}  # fmt: skip
+_ZH_SAME_ITEM_RX = re.compile("|".join(sorted(_ZH_SAME_ITEM, key=len, reverse=True)))
+_LITERAL, _SAME_ITEM = 0.5, 0.45  # base scores of an English match
+
+
 def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) -> float:
     """How strongly the message refers to this choice by product (0 = not at all)."""
     if any(p in choice.product_ids for p in product_ids):
@@ -236,10 +252,18 @@ def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) ->
     score = 0.0
     if _mentions_zh(text, choice.names_zh):
         score = 0.9
+    elif _mentions_zh(
+        _ZH_SAME_ITEM_RX.sub(lambda m: _ZH_SAME_ITEM[m.group(0)], text), choice.names_zh
+    ):
+        score = 0.85
     words = {_stem(w) for w in _WORD_RX.findall(text.lower())} - _STOP
     keys = _name_keys_en(choice.names_en)
     if keys and words & keys:
-        score = max(score, 0.5 + 0.4 * len(words & keys) / len(keys))
+        score = max(score, _LITERAL + 0.4 * len(words & keys) / len(keys))
+    elif keys and {_EN_SAME_ITEM.get(w, w) for w in words} & {
+        _EN_SAME_ITEM.get(k, k) for k in keys
+    }:
+        score = max(score, _SAME_ITEM)
     return score
 
 

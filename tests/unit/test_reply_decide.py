@@ -140,6 +140,21 @@ def test_an_unclear_answer_asks_again_and_a_new_request_drops_the_pending_one() 
     assert moved.action == "answer" and chat.state.pending is None
 
 
+def test_a_question_about_another_request_while_picking_an_order_starts_that_request() -> None:
+    chat = Chat(shop())
+    chat.say("where is my order", "track_order")
+    d = chat.say("can I get a refund for the mug?", "get_refund", 0.7, products=("P10003",))
+    assert d.order_call is not None and d.order_call.order_id == "7730192857"
+    assert d.action == "ask" and d.reason == "return possible: asking the reason"
+    assert chat.state.pending is not None and chat.state.pending.intent == "get_refund"
+    # a bare pick of a listed order is still the answer to the pending question
+    chat = Chat(shop(), language="zh")
+    chat.say("我的快递到哪了", "track_order")
+    d = chat.say("耳机那个", "check_refund_policy", 0.6)
+    assert d.action == "order" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192812")
+
+
 def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"

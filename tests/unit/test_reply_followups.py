@@ -95,6 +95,18 @@ def test_pick_choice_by_position_name_product_and_id() -> None:
     assert pick_choice("no idea", CHOICES) is None
 
 
+def test_pick_choice_by_the_word_shoppers_use_for_the_item() -> None:
+    headset = OrderChoice("7730192899", "paid", ["Gaming Headset, black"], ["游戏耳机"], ["P1"])
+    choices = [*CHOICES, headset]
+    assert pick_choice("the headphones", [CHOICES[0], headset]) is headset
+    assert pick_choice("my phone cover", CHOICES) is CHOICES[0]
+    assert pick_choice("那个手机套", CHOICES) is CHOICES[0]
+    # a literal match wins over one through a synonym
+    assert pick_choice("the earbuds", choices) is CHOICES[1]
+    # two items only reached through synonyms tie: ask rather than guess
+    assert pick_choice("the headphones", choices) is None
+
+
 def test_pick_choice_does_not_guess_between_two_orders_of_the_same_product() -> None:
     twins = [
         CHOICES[0],
