@@ -405,6 +405,8 @@ class _Policy:
         self.deps = deps
         self.lang = turn.language
         self.understood = True  # False when this turn counts as a low-confidence one
+        # a new address given before the order was chosen ("改地址，改成…" then "第二个")
+        self.given_address: dict[str, str] = {}
 
     # building replies
     def say(self, action: str, reason: str, template_id: str, **slots: Any) -> Decision:
@@ -601,15 +603,29 @@ class _Policy:
             # by the product named). A bare pick ("the phone case one") is no question.
             if self.switching(p) and looks_like_question(turn.text):
                 return None
+            address = self.address_in_turn() if p.intent == "change_shipping_address" else None
+            if address is not None:
+                p.address = address  # kept until the customer says which order
             pick = followups.pick_choice(
                 turn.text, p.choices, turn.values("order_id"), turn.values("product")
             )
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
+                self.given_address = dict(p.address)
                 return await self.serve(p.intent, order_id)
+            labels = [c.label for c in p.choices]
+            if address is not None:
+                return self.with_choices(
+                    self.say(
+                        "ask",
+                        "new address noted: asking which order",
+                        "ask_order_choice",
+                        orders=numbered(labels),
+                    ),
+                    labels,
+                )
             if self.switching(p):
                 return None
-            labels = [c.label for c in p.choices]
             return self.low_confidence(
                 lambda: self.with_choices(
                     self.say(
@@ -691,6 +707,10 @@ class _Policy:
             return await self.ask_which_order(p.intent)
         return None  # an unknown awaiting value (older state): start afresh
 
+    def address_in_turn(self) -> dict[str, str] | None:
+        """A new address in this message (order ids taken out: they are not house numbers)."""
+        return followups.parse_address(re.sub(r"\d{10}", " ", self.turn.text), self.lang)
+
     def with_choices(self, d: Decision, labels: list[str]) -> Decision:
         d.choices = labels
         return d
@@ -739,6 +759,8 @@ class _Policy:
                 served = await self.serve(intent, named.order_id)
                 return served
             s.pending = Pending(intent, "order_choice", choices=choices)
+            if intent == "change_shipping_address":
+                s.pending.address = self.address_in_turn() or {}
             labels = [c.label for c in choices]
             d = self.with_choices(
                 self.say(
@@ -876,7 +898,8 @@ class _Policy:
             )
             s.pending = pending
             # the address may already be in this message ("change 7730192846's address to ...")
-            inline = followups.parse_address(re.sub(r"\d{10}", " ", self.turn.text), lang)
+            # or in one before the order was chosen
+            inline = self.address_in_turn() or self.given_address or None
             if inline is not None:
                 pending.address.update(inline)
                 pending.awaiting = "confirm"

@@ -355,6 +355,21 @@ _ADDRESS_LEAD = re.compile(
 )
 
 
+# The request before the address: "please change my address to ...", "I moved, new address is
+# ...", "帮我把地址改成...", "麻烦寄到...". The address is what follows the last such phrase.
+_ADDRESS_REQUEST = re.compile(
+    r"\baddress\s+(?:is|to)\b|\bnew address\b|\bmoved\s+to\b|"
+    r"\b(?:change|send|ship|deliver)\s+(?:it\s+|them\s+|the\s+order\s+|my\s+order\s+)?to\b|"
+    r"改[到成为]|换[到成]|新地址|地址[是为:：]|寄到|送到|发到",
+    re.IGNORECASE,
+)
+
+
+def _after_request(text: str) -> str:
+    ends = [m.end() for m in _ADDRESS_REQUEST.finditer(text)]
+    return text[ends[-1] :] if ends else text
+
+
 def parse_address(text: str, language: str) -> dict[str, str] | None:
     """A new shipping address from free text, or None when the message does not look like one.
 
@@ -362,7 +377,7 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
     postal code are picked out when they are plain to see. The customer confirms it before any
     change is made.
     """
-    t = _ADDRESS_LEAD.sub("", text.strip()).strip(" 。.，,")
+    t = _ADDRESS_LEAD.sub("", _after_request(text).strip()).strip(" 。.，,:：")
     if len(t) < 6 or len(t) > 200:
         return None
     has_digit = any(ch.isdigit() for ch in t)

@@ -225,6 +225,29 @@ def test_change_address_collects_confirms_then_changes() -> None:
     assert sent.name == "王小明" and sent.phone == "13800138000"  # kept from the order
 
 
+def test_an_address_given_before_the_order_is_chosen_is_kept() -> None:
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    ask = chat.say("改地址，改成上海市浦东新区张江路100号", "change_shipping_address")
+    assert ask.action == "ask" and ask.choices
+    confirm = chat.say("第一个", "", 0.2)
+    assert confirm.action == "ask" and "张江路100号" in confirm.text and "改成" not in confirm.text
+    done = chat.say("确认", "", 0.2)
+    assert done.order_call is not None and done.order_call.rpc == "ChangeShippingAddress"
+    assert orders.last_request["address"].line1 == "上海市浦东新区张江路100号"
+    # the address as its own message while the bot asks which order: noted, then asked again
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("I need to change my shipping address", "change_shipping_address")
+    again = chat.say("221B Baker Street, London NW1 6XE", "get_invoice", 0.53)
+    assert again.action == "ask" and again.template_id == "ask_order_choice" and again.choices
+    confirm = chat.say("the earbuds", "out_of_scope", 0.6)
+    assert confirm.action == "ask" and "221B Baker Street" in confirm.text
+    done = chat.say("yes", "", 0.2)
+    assert done.order_call is not None and done.order_call.rpc == "ChangeShippingAddress"
+    assert orders.last_request["address"].city == "London"
+
+
 # -- returns --------------------------------------------------------------------------------------
 def test_return_asks_which_item_and_why_then_creates_the_return() -> None:
     orders = shop()
