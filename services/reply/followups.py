@@ -205,7 +205,17 @@ def _stem(word: str) -> str:
 
 def _name_keys_en(names: Sequence[str]) -> set[str]:
     """Content words of English item names (a head noun like "case" is enough to refer)."""
-    return {_stem(w) for n in names for w in _WORD_RX.findall(n.lower()) if w not in _STOP}
+    return {
+        _stem(w)
+        for n in names
+        for w in _WORD_RX.findall(n.lower())
+        if w not in _STOP and w not in _UNITS and not any(ch.isdigit() for ch in w)
+    }
+
+
+# Sizes and counts in names ("30 ml", "gift box of 12") say nothing about which item is meant:
+# "12 High Street" must not pick the pineapple cakes.
+_UNITS = {"ml", "l", "g", "kg", "cm", "mm", "m", "oz", "lb", "pcs", "pc", "x"}
 
 
 _BRACKETED = re.compile(r"（[^）]*）|\([^)]*\)|【[^】]*】|\[[^\]]*\]")
@@ -358,7 +368,7 @@ _ADDRESS_LEAD = re.compile(
 # The request before the address: "please change my address to ...", "I moved, new address is
 # ...", "帮我把地址改成...", "麻烦寄到...". The address is what follows the last such phrase.
 _ADDRESS_REQUEST = re.compile(
-    r"\baddress\s+(?:is|to)\b|\bnew address\b|\bmoved\s+to\b|"
+    r"\b(?:new\s+)?address(?:\s+(?:is|to))?\b|\bmoved\s+to\b|"
     r"\b(?:change|send|ship|deliver)\s+(?:it\s+|them\s+|the\s+order\s+|my\s+order\s+)?to\b|"
     r"改[到成为]|换[到成]|新地址|地址[是为:：]|寄到|送到|发到",
     re.IGNORECASE,
