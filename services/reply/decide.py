@@ -153,6 +153,17 @@ _QUESTION = re.compile(
     r"\b(how|what|when|where|which|why|can i|could i|do you|is there|are there)\b",
     re.IGNORECASE,
 )
+# How many turns after an order was looked up "it" / "这单" still means that order.
+RECENT_ORDER_TURNS = 2
+_THIS_ORDER = re.compile(
+    r"\b(it|this|that|this one|that one|the order|this order|that order|same order)\b|"
+    r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
+    re.IGNORECASE,
+)
+_OTHER_ORDER = re.compile(
+    r"\b(another|other|different|all|orders|every)\b|另一|其他|别的|其它|所有|全部|哪些",
+    re.IGNORECASE,
+)
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
@@ -503,6 +514,9 @@ class _Policy:
         if turn.intent in ORDER_INTENTS:
             if order_ids:
                 return await self.serve(turn.intent, order_ids[0])
+            recent = self.order_just_discussed()
+            if recent:  # "ok, cancel it" / "那帮我取消吧" right after looking an order up
+                return await self.serve(turn.intent, recent)
             if not refers_to_own(turn.text):
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
@@ -511,6 +525,20 @@ class _Policy:
         if turn.intent in INFO_INTENTS:
             return await self.inform(turn.intent)
         return self.low_confidence(self.clarify)  # an intent this policy does not know
+
+    def order_just_discussed(self) -> str:
+        """The order of the last turns when this message refers to it without naming one: it
+        says "it" / "this order" / "这单" or speaks of the customer's own ("cancel my order",
+        "那帮我取消吧"), names no product and no other order. Looked up again (scoped to the
+        user) and, for changes, confirmed first, so a wrong guess costs one "no"."""
+        s, turn = self.state, self.turn
+        if not s.last_order_id or s.turn - s.last_order_turn > RECENT_ORDER_TURNS:
+            return ""
+        if turn.values("product") or _OTHER_ORDER.search(turn.text):
+            return ""
+        if _THIS_ORDER.search(turn.text) or refers_to_own(turn.text):
+            return s.last_order_id
+        return ""
 
     def handoff_trigger(self) -> Decision | None:
         s, turn = self.state, self.turn
@@ -824,6 +852,7 @@ class _Policy:
             return self.order_error(call, intent)
         self.succeeded()
         s.last_order_id = order_id
+        s.last_order_turn = s.turn
         d = self.after_lookup(intent, call.response)
         d.order_call = call
         return d

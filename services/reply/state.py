@@ -84,6 +84,7 @@ class DialogueState:
     turn: int = 0
     last_intent: str = ""
     last_order_id: str = ""
+    last_order_turn: int = 0  # the turn that last looked last_order_id up
     pending: Pending | None = None
     low_confidence_streak: int = 0
     negative_streak: int = 0
@@ -115,6 +116,7 @@ class DialogueState:
             turn=int(doc.get("turn", 0)),
             last_intent=doc.get("last_intent", ""),
             last_order_id=doc.get("last_order_id", ""),
+            last_order_turn=int(doc.get("last_order_turn", 0)),
             pending=_pending_from(pending) if pending else None,
             low_confidence_streak=int(doc.get("low_confidence_streak", 0)),
             negative_streak=int(doc.get("negative_streak", 0)),

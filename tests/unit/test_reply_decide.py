@@ -155,6 +155,37 @@ def test_a_question_about_another_request_while_picking_an_order_starts_that_req
     assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192812")
 
 
+def test_it_and_my_order_mean_the_order_just_looked_up() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("where is 7730192812?", "track_order")
+    d = chat.say("ok cancel it then", "cancel_order")
+    assert d.action == "ask" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192812")
+    assert chat.state.pending is not None and chat.state.pending.awaiting == "confirm"
+    chat = Chat(shop(), language="zh")
+    chat.say("订单7730192812到哪了", "track_order")
+    d = chat.say("那帮我取消吧", "cancel_order")
+    assert d.order_call is not None and d.order_call.order_id == "7730192812"
+    # another order, a product, or a general question: not the order just discussed
+    for text, intent in (
+        ("cancel another order", "cancel_order"),
+        ("how long does a refund take?", "track_refund"),
+    ):
+        chat = Chat(shop())
+        chat.say("where is 7730192812?", "track_order")
+        d = chat.say(text, intent)
+        assert d.order_call is None or d.order_call.rpc == "ListOrders", text
+    # three turns later "my order" no longer means it
+    chat = Chat(shop())
+    chat.say("where is 7730192812?", "track_order")
+    chat.say("how can I pay", "check_payment_methods")
+    chat.say("do you ship to Germany", "delivery_options")
+    chat.say("thanks", "thanks")
+    d = chat.say("cancel my order", "cancel_order")
+    assert d.order_call is not None and d.order_call.rpc == "ListOrders"
+
+
 def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
