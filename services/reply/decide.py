@@ -153,6 +153,12 @@ _QUESTION = re.compile(
     r"\b(how|what|when|where|which|why|can i|could i|do you|is there|are there)\b",
     re.IGNORECASE,
 )
+# Apologise only for a clearly negative message: "how do I leave a review" reads 0.54 negative to
+# a model that learnt from reviews, and "Sorry for the inconvenience" before the answer is odd.
+APOLOGY_NEGATIVE_SCORE = 0.6
+# Below this ingest language confidence the conversation's language is kept (ingest gives 0.6
+# to one or two Latin words, 0 to digits and emoji; any Han text and longer English score more).
+SURE_LANGUAGE = 0.7
 # How many turns after an order was looked up "it" / "这单" still means that order.
 RECENT_ORDER_TURNS = 2
 _THIS_ORDER = re.compile(
@@ -191,6 +197,7 @@ class Turn:
     text: str
     masked_text: str
     language: str  # zh | en (the reply language)
+    language_confidence: float = 1.0  # ingest's; low for "ok", "2", an order id alone
     intent: str = ""
     confidence: float = 0.0
     ranking: tuple[tuple[str, float], ...] = ()
@@ -227,6 +234,9 @@ def turn_from_envelope(env: Envelope) -> Turn:
         text=env.text,
         masked_text=env.masked_text or env.text,
         language=reply_language(env.language),
+        language_confidence=float(env.ingest.language_confidence)
+        if env.HasField("ingest")
+        else 1.0,
         intent=nlu.intent,
         confidence=float(nlu.confidence),
         ranking=tuple((r.intent, float(r.score)) for r in nlu.ranking),
@@ -415,6 +425,10 @@ class _Policy:
         self.state = state
         self.deps = deps
         self.lang = turn.language
+        # "ok", "2" or an order id alone say little about the language: a Chinese conversation
+        # is answered in Chinese when the customer replies "5520481139"
+        if state.language and turn.language_confidence < SURE_LANGUAGE:
+            self.lang = state.language
         self.understood = True  # False when this turn counts as a low-confidence one
         # a new address given before the order was chosen ("改地址，改成…" then "第二个")
         self.given_address: dict[str, str] = {}
@@ -432,7 +446,8 @@ class _Policy:
         if d.action != "forward":
             # those two handoff templates apologise already
             apologetic = d.handoff_reason in ("dispute", "negative_sentiment")
-            if turn.sentiment == "negative" and not apologetic:
+            sorry = turn.sentiment == "negative" and turn.negative_score >= APOLOGY_NEGATIVE_SCORE
+            if sorry and not apologetic:
                 d.text = (
                     tpl.render("apology", self.lang, {}, s.rotation) + _space(self.lang) + d.text
                 )

@@ -186,6 +186,31 @@ def test_it_and_my_order_mean_the_order_just_looked_up() -> None:
     assert d.order_call is not None and d.order_call.rpc == "ListOrders"
 
 
+def test_an_order_id_or_ok_alone_is_answered_in_the_conversations_language() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("我的快递到哪了", "track_order")
+    d = chat.say("7730192846", "track_order", language="en", language_confidence=0.0)
+    assert d.language == "zh" and CJK.search(d.text)
+    d = chat.say("ok thanks", "thanks", language="en", language_confidence=0.6)
+    assert d.language == "zh"
+    # a real English sentence switches the conversation
+    d = chat.say(
+        "where is my refund for it?", "track_refund", language="en", language_confidence=0.9
+    )
+    assert d.language == "en" and not CJK.search(d.text)
+
+
+def test_only_a_clearly_negative_message_gets_an_apology() -> None:
+    apologies = ("I'm sorry about the trouble.", "Sorry for the inconvenience.", "I apologise")
+    chat = Chat(shop())
+    mild = chat.say("how do I leave a review", "review", sentiment="negative", negative=0.54)
+    assert not mild.text.startswith(apologies), mild.text
+    upset = chat.say(
+        "why is it so slow, where is my order", "track_order", sentiment="negative", negative=0.8
+    )
+    assert upset.text.startswith(apologies), upset.text
+
+
 def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"

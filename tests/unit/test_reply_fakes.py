@@ -216,6 +216,8 @@ class Chat:
         products: tuple[str, ...] = (),
         recommendations: tuple[Recommended, ...] = (),
         out_of_scope: bool = False,
+        language: str = "",
+        language_confidence: float = 1.0,
     ) -> Decision:
         entities = [EntityRef("order_id", m.group(), m.group()) for m in _ORDER_ID.finditer(text)]
         entities += [EntityRef("product", p, p) for p in products]
@@ -225,7 +227,8 @@ class Chat:
             user_id=self.user_id,
             text=text,
             masked_text=text,
-            language=self.language,
+            language=language or self.language,
+            language_confidence=language_confidence,
             intent=intent,
             confidence=confidence,
             ranking=ranking or ((intent, confidence),),

@@ -57,6 +57,24 @@ def test_the_shipped_faq_files_are_complete_and_bilingual() -> None:
     assert by_lang["zh"] == by_lang["en"] and len(by_lang["zh"]) >= 40
 
 
+def test_the_faq_states_the_cancellation_rules_orderservice_applies() -> None:
+    """The FAQ once said cancelling was always free while the bot, from the same rules as
+    OrderService, quoted a 5 % fee for the same order."""
+    from services.orders.rules import (
+        CANCELLATION_FEE_CAP_CENTS,
+        CANCELLATION_FEE_PERCENT,
+        FREE_CANCELLATION_HOURS,
+        RETURN_WINDOW_DAYS,
+    )
+
+    answers = [e.answer for e in load_faq_files() if e.id == "faq-cancel-fee"]
+    assert len(answers) == 2
+    for answer in answers:
+        assert str(FREE_CANCELLATION_HOURS) in answer and f"{CANCELLATION_FEE_PERCENT}%" in answer
+        assert str(CANCELLATION_FEE_CAP_CENTS // 100) in answer
+        assert str(RETURN_WINDOW_DAYS) in answer
+
+
 def _write(folder: Path, name: str, text: str) -> None:
     (folder / name).write_text(text, encoding="utf-8")
 
