@@ -125,15 +125,18 @@ _ZH_NUMBERS = {
     "4": 4,
     "5": 5,
 }
+# "last week" / "the first time" are times, not positions in the list
+_NOT_A_POSITION = r"(?!\s+(?:time|week|month|year|night|weekend|days?|\w+day)\b)"
 _EN_ORDINAL_RX = re.compile(
     r"\b(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th)\b"
-    r"|\b(?:number|no\.?|option|order|#)\s*([1-5])\b|#([1-5])\b",
+    + _NOT_A_POSITION
+    + r"|\b(?:number|no\.?|option|order|#)\s*([1-5])\b|#([1-5])\b",
     re.IGNORECASE,
 )
 _EN_WORD_NUMBER_RX = re.compile(
     r"^\W*(?:the\s+)?(one|two|three|four|five)(?:\s+one)?\W*$", re.IGNORECASE
 )
-_EN_LAST_RX = re.compile(r"\b(last|final|bottom|oldest)\b", re.IGNORECASE)
+_EN_LAST_RX = re.compile(r"\b(last|final|bottom|oldest)\b" + _NOT_A_POSITION, re.IGNORECASE)
 _EN_NEWEST_RX = re.compile(r"\b(latest|newest|most recent|recent one|top)\b", re.IGNORECASE)
 _ZH_ORDINAL_RX = re.compile(r"第\s*([一二两三四五1-5])\s*[个笔单件条项样]?")
 _ZH_LAST_RX = re.compile(r"最后(?:一)?[个笔单件]|最早的")
@@ -252,7 +255,6 @@ _ZH_SAME_ITEM = {
     "球鞋": "鞋", "运动鞋": "鞋", "电视机": "电视",
 }  # fmt: skip
 _ZH_SAME_ITEM_RX = re.compile("|".join(sorted(_ZH_SAME_ITEM, key=len, reverse=True)))
-_LITERAL, _SAME_ITEM = 0.5, 0.45  # base scores of an English match
 
 
 def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) -> float:
@@ -268,12 +270,15 @@ def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) ->
         score = 0.85
     words = {_stem(w) for w in _WORD_RX.findall(text.lower())} - _STOP
     keys = _name_keys_en(choice.names_en)
-    if keys and words & keys:
-        score = max(score, _LITERAL + 0.4 * len(words & keys) / len(keys))
-    elif keys and {_EN_SAME_ITEM.get(w, w) for w in words} & {
-        _EN_SAME_ITEM.get(k, k) for k in keys
-    }:
-        score = max(score, _SAME_ITEM)
+    literal = len(words & keys)
+    same_item = len(
+        {_EN_SAME_ITEM.get(w, w) for w in words} & {_EN_SAME_ITEM.get(k, k) for k in keys}
+    )
+    if same_item:
+        # more words of the name = a stronger reference (not a share of the name's words, which
+        # made "phone case" prefer the shortest of three phone-case names); a word reached only
+        # through a synonym counts half
+        score = max(score, 0.4 + 0.1 * min(literal, 4) + 0.05 * min(same_item - literal, 4))
     return score
 
 

@@ -569,12 +569,12 @@ INTENT_ANSWERS: dict[str, T] = {
     },
     "check_cancellation_fee": {
         "zh": (
-            "订单发货前取消完全免费，款项全额原路退回；发货后无法取消，可收货后申请退货。",
-            "发货前取消不收任何费用；已发货的订单可以在签收后申请退货。",
+            "未付款或付款后24小时内取消免费；之后到发货前取消，收取订单金额5%的手续费（最多20元），其余原路退回。已发货的订单不能取消，签收后7天内可退货。",
+            "付款24小时内取消不收费；超过24小时、还没发货的，手续费是订单金额的5%（封顶20元）。发货后就不能取消了，可以签收后7天内申请退货。",
         ),
         "en": (
-            "Cancelling before shipment is free and fully refunded; after shipment you can return the item instead.",
-            "There's no fee to cancel before the order ships. Once shipped, a return is the way to go.",
+            "Cancelling is free while unpaid and for 24 hours after payment; after that, until it ships, the fee is 5% of the total (at most ¥20). Shipped orders can't be cancelled; return them within 7 days of delivery instead.",
+            "No fee within 24 hours of payment; later, before shipment, it's 5% of the order total, capped at ¥20. Once shipped, a return within 7 days of delivery is the way to go.",
         ),
     },
     "create_account": {

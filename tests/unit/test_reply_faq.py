@@ -66,9 +66,12 @@ def test_the_faq_states_the_cancellation_rules_orderservice_applies() -> None:
         FREE_CANCELLATION_HOURS,
         RETURN_WINDOW_DAYS,
     )
+    from services.reply.templates import INTENT_ANSWERS
 
     answers = [e.answer for e in load_faq_files() if e.id == "faq-cancel-fee"]
     assert len(answers) == 2
+    # and the template the bot answers with when no FAQ entry matches
+    answers += [t for lang in ("zh", "en") for t in INTENT_ANSWERS["check_cancellation_fee"][lang]]
     for answer in answers:
         assert str(FREE_CANCELLATION_HOURS) in answer and f"{CANCELLATION_FEE_PERCENT}%" in answer
         assert str(CANCELLATION_FEE_CAP_CENTS // 100) in answer

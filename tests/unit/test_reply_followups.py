@@ -76,6 +76,8 @@ def test_yes_or_no(text: str, expected: bool | None) -> None:
         ("two", 2),
         ("the phone case", None),
         ("那个耳机的", None),
+        ("I ordered it last week", None),
+        ("first time ordering here", None),
     ],
 )
 def test_ordinal(text: str, expected: int | None) -> None:
@@ -110,6 +112,24 @@ def test_pick_choice_by_the_word_shoppers_use_for_the_item() -> None:
     assert pick_choice("the earbuds", choices) is CHOICES[1]
     # two items only reached through synonyms tie: ask rather than guess
     assert pick_choice("the headphones", choices) is None
+
+
+def test_a_word_every_offered_order_shares_picks_none_of_them() -> None:
+    cases = [
+        OrderChoice("1", "paid", ["Shockproof bumper case for iPhone 15, black"], [], ["P1"]),
+        OrderChoice(
+            "2",
+            "shipped",
+            ["Vegan leather case for Huawei Mate 60 Pro", "Kickstand case"],
+            [],
+            ["P2", "P3"],
+        ),
+        OrderChoice("3", "delivered", ["Carbon-fibre case for OPPO Find X7"], [], ["P4"]),
+    ]
+    assert pick_choice("I ordered a phone case last week", cases) is None
+    assert pick_choice("the huawei one", cases) is cases[1]
+    assert pick_choice("the last one", cases) is cases[2]
+    assert pick_choice("the leather case", cases) is cases[1]
 
 
 def test_pick_choice_does_not_guess_between_two_orders_of_the_same_product() -> None:
