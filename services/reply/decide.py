@@ -517,6 +517,9 @@ class _Policy:
             if decision is not None:
                 return decision
             s.pending = None  # the customer moved on to something else
+        corrected = await self.correction()
+        if corrected is not None:
+            return corrected
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -551,9 +554,31 @@ class _Policy:
             return ""
         if turn.values("product") or _OTHER_ORDER.search(turn.text):
             return ""
+        if self.named_offered_order():  # "cancel my huawei one" after tracking another
+            return ""
         if _THIS_ORDER.search(turn.text) or refers_to_own(turn.text):
             return s.last_order_id
         return ""
+
+    def named_offered_order(self) -> str:
+        """An order of the last offer this message names that is not the one just served."""
+        s, turn = self.state, self.turn
+        if not s.offered or s.turn - s.last_order_turn > RECENT_ORDER_TURNS:
+            return ""
+        pick = followups.pick_choice(turn.text, s.offered, (), turn.values("product"))
+        if isinstance(pick, OrderChoice) and pick.order_id != s.last_order_id:
+            return pick.order_id
+        return ""
+
+    async def correction(self) -> Decision | None:
+        """ "No, the huawei one" right after the bot served another of the orders it had
+        offered or matched: the same request for that order. A confident different request is
+        not a correction."""
+        s, turn = self.state, self.turn
+        if turn.confident and not turn.out_of_scope and turn.intent != s.offered_intent:
+            return None
+        order_id = self.named_offered_order()
+        return await self.serve(s.offered_intent, order_id) if order_id else None
 
     def handoff_trigger(self) -> Decision | None:
         s, turn = self.state, self.turn
@@ -791,12 +816,14 @@ class _Policy:
         orders = list(call.response.orders)
         eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
         s.pending = None
+        s.offered, s.offered_intent = [], intent
         if not orders:
             d = self.say("order", "the customer has no orders", "no_orders")
         elif not eligible:
             d = self.no_eligible(intent)
         else:
             choices = [choice_of(o, self.lang) for o in eligible[:MAX_LISTED_ORDERS]]
+            s.offered = choices
             named = followups.best_mention(turn.text, choices, turn.values("product"))
             if named is not None:
                 served = await self.serve(intent, named.order_id)

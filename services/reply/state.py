@@ -85,6 +85,10 @@ class DialogueState:
     last_intent: str = ""
     last_order_id: str = ""
     last_order_turn: int = 0  # the turn that last looked last_order_id up
+    # the customer's orders the last order request offered or matched, so "no, the huawei one"
+    # can correct the bot's pick in the next turns
+    offered: list[OrderChoice] = field(default_factory=list)
+    offered_intent: str = ""
     pending: Pending | None = None
     low_confidence_streak: int = 0
     negative_streak: int = 0
@@ -117,6 +121,8 @@ class DialogueState:
             last_intent=doc.get("last_intent", ""),
             last_order_id=doc.get("last_order_id", ""),
             last_order_turn=int(doc.get("last_order_turn", 0)),
+            offered=[_choice(c) for c in doc.get("offered", [])],
+            offered_intent=doc.get("offered_intent", ""),
             pending=_pending_from(pending) if pending else None,
             low_confidence_streak=int(doc.get("low_confidence_streak", 0)),
             negative_streak=int(doc.get("negative_streak", 0)),

@@ -211,6 +211,25 @@ def test_only_a_clearly_negative_message_gets_an_apology() -> None:
     assert upset.text.startswith(apologies), upset.text
 
 
+def test_no_the_other_one_corrects_the_order_the_bot_picked() -> None:
+    chat = Chat(shop())
+    first = chat.say("where are my earbuds?", "track_order")
+    assert first.order_call is not None and first.order_call.order_id == "7730192812"
+    d = chat.say("no, the mug one", "out_of_scope", 0.9)
+    assert d.action == "order" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192857")
+    # "cancel my mug one" after tracking the earbuds is not "cancel the earbuds"
+    chat = Chat(shop())
+    chat.say("where are my earbuds?", "track_order")
+    d = chat.say("cancel my mug one", "cancel_order")
+    assert d.order_call is not None and d.order_call.order_id != "7730192812"
+    # a confident new request is not a correction
+    chat = Chat(shop())
+    chat.say("where are my earbuds?", "track_order")
+    d = chat.say("what payment methods for the mug", "check_payment_methods")
+    assert d.order_call is None
+
+
 def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
