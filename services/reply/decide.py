@@ -1000,7 +1000,7 @@ class _Policy:
                 "track_shipped",
                 order_id=oid,
                 items=items,
-                carrier=sh.carrier or "-",
+                carrier=tpl.carrier_name(sh.carrier, lang) or "-",
                 tracking=sh.tracking_number or "-",
                 eta=tpl.date_text(_ts(sh.eta), lang),
             )

@@ -835,6 +835,17 @@ def status_name(status: str, language: str) -> str:
     return STATUS_NAMES.get(status, {}).get(language, status)
 
 
+# Carriers as OrderService stores them (Chinese names) and how an English reply names them.
+CARRIER_NAMES_EN = {
+    "顺丰": "SF Express", "京东": "JD Logistics", "中通": "ZTO Express", "圆通": "YTO Express",
+    "申通": "STO Express", "韵达": "Yunda Express", "邮政": "China Post", "极兔": "J&T Express",
+}  # fmt: skip
+
+
+def carrier_name(carrier: str, language: str) -> str:
+    return CARRIER_NAMES_EN.get(carrier, carrier) if language == "en" else carrier
+
+
 def intent_name(intent: str, language: str) -> str:
     return INTENT_NAMES.get(intent, {}).get(language, intent.replace("_", " "))
 

@@ -234,6 +234,7 @@ def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
     assert "SF1234567890123" in d.text and "Nov 26" in d.text
+    assert "SF Express" in d.text and "顺丰" not in d.text  # the carrier named in English
 
 
 # -- authorisation --------------------------------------------------------------------------------
