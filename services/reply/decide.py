@@ -17,7 +17,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    answer but a confident other intent (small talk included: "thanks" ends the request), the
    pending one is dropped and rule 4 on applies; when it is neither, the bot asks again
    (``ask``), which counts as a low-confidence turn. A return reason is taken as given unless
-   it is a question about something else.
+   it is a question about something else; so is a pick of an order ("where is my phone case
+   order?" while asked which order to cancel starts tracking). A new address sent before the
+   order is chosen is kept for it.
+3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
+   of the customer's orders, a message naming another of them ("no, the mug one") that is not a
+   confident different request repeats the request for that order.
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
    a message with an order id whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE
@@ -27,7 +32,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 6. greeting / thanks / goodbye → ``answer``.
 7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
    track_refund, check_invoice, get_invoice): the order id comes from the message's entities or
-   the pending slot; without one → ``ask`` listing the customer's recent orders (ListOrders),
+   the pending slot; or, within RECENT_ORDER_TURNS of looking an order up, "it" / "this order" /
+   "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
+   named); without one → ``ask`` listing the customer's recent orders (ListOrders),
    unless the message names a product that picks exactly one of them, or is a general question
    (no "我" / "my" / "I") that the FAQ answers above threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
@@ -43,8 +50,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 8. Informational intents → ``faq`` when an FAQ entry matches above threshold, else ``answer``
    from the intent's template.
 
-Every reply is in the customer's language (envelope language zh → zh, anything else → en),
-starts with an apology when the sentiment is negative, never repeats the previous reply word for
+Every reply is in the customer's language (envelope language zh → zh, anything else → en; a
+message whose language ingest is unsure of, like "ok" or an order id, keeps the conversation's),
+starts with an apology when the sentiment is clearly negative, never repeats the previous reply word for
 word (template variants rotate), and ends with the recommendations when recommend attached some.
 """
 
