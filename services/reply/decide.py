@@ -178,6 +178,12 @@ _OTHER_ORDER = re.compile(
     r"\b(another|other|different|all|orders|every)\b|另一|其他|别的|其它|所有|全部|哪些",
     re.IGNORECASE,
 )
+# Answers to "which items?" sent when the bot asks why: no reason to record
+_NO_REASON = re.compile(
+    r"^(?:全部|都退|所有|第?[一二三1-3][个件]|all(?: of them)?|both|everything|"
+    r"(?:the )?(?:first|second|third|last)(?: one)?|[1-3]|ok|好的?|嗯+)[.!。！]*$",
+    re.IGNORECASE,
+)
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
@@ -528,6 +534,11 @@ class _Policy:
         corrected = await self.correction()
         if corrected is not None:
             return corrected
+        if followups.yes_or_no(turn.text) is True and (
+            turn.out_of_scope or not turn.confident or turn.intent == "greeting"
+        ):
+            # "好的" / "ok" with nothing pending is no greeting and not out of scope
+            return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -773,6 +784,10 @@ class _Policy:
             # complaint): only a confident question about something else moves on
             if self.switching(p) and looks_like_question(turn.text):
                 return None
+            if _NO_REASON.search(turn.text.strip()):  # "全部" / "the first one": not a reason
+                return self.low_confidence(
+                    lambda: self.say("ask", "no reason in the message", "ask_return_reason")
+                )
             p.reason = turn.masked_text[:200]  # "it arrived broken" (complaint-like) is a reason
             return await self.create_return(p)
         if p.awaiting == "retry":

@@ -87,6 +87,18 @@ TEMPLATES: dict[str, T] = {
             "My pleasure. Let me know if you need anything else.",
         ),
     },
+    "acknowledged": {
+        "zh": (
+            "好的～还有其他可以帮您的吗？",
+            "明白，还有别的问题随时问我。",
+            "好嘞，还需要什么帮助吗？",
+        ),
+        "en": (
+            "Alright. Is there anything else I can help with?",
+            "Okay! Anything else?",
+            "Got it. Let me know if you need anything else.",
+        ),
+    },
     "goodbye": {
         "zh": ("再见，祝您购物愉快！", "好的，有需要随时找我，再见！", "感谢您的咨询，再见～"),
         "en": (

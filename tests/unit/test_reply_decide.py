@@ -230,6 +230,29 @@ def test_no_the_other_one_corrects_the_order_the_bot_picked() -> None:
     assert d.order_call is None
 
 
+def test_ok_with_nothing_pending_is_acknowledged() -> None:
+    chat = Chat(shop(), language="zh")
+    for text, intent, confidence in (("好的", "greeting", 0.82), ("嗯嗯", "out_of_scope", 0.9)):
+        d = chat.say(text, intent, confidence)
+        assert d.action == "answer" and d.template_id == "acknowledged", text
+        assert "您好" not in d.text
+    chat = Chat(shop())
+    d = chat.say("ok", "", 0.2)
+    assert d.template_id == "acknowledged" and chat.state.low_confidence_streak == 0
+
+
+def test_an_item_pick_is_not_taken_as_the_return_reason() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("I want to return the mug from 7730192857", "get_refund", products=("P10003",))
+    d = chat.say("all of them", "out_of_scope", 0.6)
+    assert d.action == "ask" and d.template_id == "ask_return_reason"
+    assert "CreateReturn" not in [c[0] for c in orders.calls]
+    done = chat.say("it arrived cracked", "complaint", 0.7)
+    assert done.order_call is not None and done.order_call.rpc == "CreateReturn"
+    assert orders.last_request["reason"] == "it arrived cracked"
+
+
 def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     d = Chat(shop()).say("where is 7730192846", "track_order")
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
