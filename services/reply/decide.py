@@ -178,6 +178,7 @@ _OTHER_ORDER = re.compile(
     r"\b(another|other|different|all|orders|every)\b|另一|其他|别的|其它|所有|全部|哪些",
     re.IGNORECASE,
 )
+_WORD = re.compile(r"[^\W_]")  # a letter, digit or CJK character
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
     r"^(?:全部|都退|所有|第?[一二三1-3][个件]|all(?: of them)?|both|everything|"
@@ -539,6 +540,8 @@ class _Policy:
         ):
             # "好的" / "ok" with nothing pending is no greeting and not out of scope
             return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
+        if not _WORD.search(turn.text):  # emoji or punctuation only: nothing to answer yet
+            return self.say("answer", "no words in the message", "nudge")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")

@@ -72,6 +72,15 @@ _YES_EN = re.compile(
     r"please do)\b",
     re.IGNORECASE,
 )
+_YES_EMOJI = set("👍👌✅🆗🙆") | {
+    "\ufe0f",
+    "\U0001f3fb",
+    "\U0001f3fc",
+    "\U0001f3fd",
+    "\U0001f3fe",
+    "\U0001f3ff",
+}
+_NO_EMOJI = set("👎❌🙅✋🚫") | {"\ufe0f", "\u200d", "\u2640", "\u2642"}
 MAX_CONFIRM_CHARS = 40
 MAX_ZH_YES_CHARS = 12
 _PUNCT = re.compile(r"[\s,.!?;:，。！？；：、~～…]+")
@@ -87,6 +96,10 @@ def yes_or_no(text: str) -> bool | None:
     if _YES_EN.search(t):
         return True
     compact = _PUNCT.sub("", t)
+    if compact and set(compact) <= _YES_EMOJI:  # a thumbs-up answers "shall I?" too
+        return True
+    if compact and set(compact) <= _NO_EMOJI:
+        return False
     if any(p in compact for p in _YES_ZH_PHRASES):
         return True
     if len(compact) <= MAX_ZH_YES_CHARS and compact.startswith(_YES_ZH_OPENERS):

@@ -87,6 +87,16 @@ TEMPLATES: dict[str, T] = {
             "My pleasure. Let me know if you need anything else.",
         ),
     },
+    "nudge": {
+        "zh": (
+            "请问有什么可以帮您？可以直接说订单、物流、退款或账户的问题。",
+            "在的～请问需要什么帮助？",
+        ),
+        "en": (
+            "How can I help you today? Ask me about an order, delivery, a refund or your account.",
+            "I'm here. What can I do for you?",
+        ),
+    },
     "acknowledged": {
         "zh": (
             "好的～还有其他可以帮您的吗？",

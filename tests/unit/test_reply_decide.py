@@ -230,6 +230,13 @@ def test_no_the_other_one_corrects_the_order_the_bot_picked() -> None:
     assert d.order_call is None
 
 
+def test_emoji_only_is_asked_what_the_customer_needs() -> None:
+    for text in ("😀😀😀", "???", "🤔"):
+        d = Chat(shop()).say(text, "out_of_scope", 0.9)
+        assert d.action == "answer" and d.template_id == "nudge", text
+    assert Chat(shop()).say("👍", "out_of_scope", 0.9).template_id == "acknowledged"
+
+
 def test_ok_with_nothing_pending_is_acknowledged() -> None:
     chat = Chat(shop(), language="zh")
     for text, intent, confidence in (("好的", "greeting", 0.82), ("嗯嗯", "out_of_scope", 0.9)):
