@@ -741,8 +741,12 @@ ADVICE: dict[str, dict[str, str]] = {
         "en": "it hasn't shipped yet, so you can simply cancel it.",
     },
     "window_closed": {
-        "zh": "已超过退货期限（{deadline}）。",
-        "en": "the return window closed on {deadline}.",
+        # the FAQ promises 30 days for quality problems: people handle those after day 7
+        "zh": "已超过退货期限（{deadline}）。如果是质量问题，签收后30天内可以转人工客服处理。",
+        "en": (
+            "the return window closed on {deadline}. If the item is faulty, our team can still "
+            "help within 30 days of delivery: just ask for a person."
+        ),
     },
     "window_passed": {
         "zh": "已超过签收后7天的退货期限。",
