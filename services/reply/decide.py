@@ -178,6 +178,12 @@ _OTHER_ORDER = re.compile(
     r"\b(another|other|different|all|orders|every)\b|另一|其他|别的|其它|所有|全部|哪些",
     re.IGNORECASE,
 )
+# A message that is just an order id ("7730192891", "是7730192891这个", "order #7730192891")
+_BARE_ORDER_ID = re.compile(
+    r"\s*(?:不是[，,]?\s*)?(?:是|就是)?(?:订单号?|order(?:\s+(?:id|number|no\.?))?)?\s*[:：#]?\s*"
+    r"\d{10}\s*(?:这个|这单|那个|吧|呢|please|pls)?\s*[。.!！?？]?\s*",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[^\W_]")  # a letter, digit or CJK character
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
@@ -597,6 +603,16 @@ class _Policy:
         offered or matched: the same request for that order. A confident different request is
         not a correction."""
         s, turn = self.state, self.turn
+        recent = s.turn - s.last_order_turn <= RECENT_ORDER_TURNS and s.last_order_id
+        ids = turn.values("order_id")
+        if (
+            recent
+            and ids
+            and s.last_intent in ORDER_INTENTS
+            and _BARE_ORDER_ID.fullmatch(turn.text)
+        ):
+            # "7730192891" alone after "那我退款的进度呢" was answered for another order
+            return await self.serve(s.last_intent, ids[0]) if ids[0] != s.last_order_id else None
         if turn.confident and not turn.out_of_scope and turn.intent != s.offered_intent:
             return None
         order_id = self.named_offered_order()

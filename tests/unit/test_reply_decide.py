@@ -230,6 +230,19 @@ def test_no_the_other_one_corrects_the_order_the_bot_picked() -> None:
     assert d.order_call is None
 
 
+def test_an_order_id_alone_after_an_order_answer_repeats_that_request_for_it() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("订单7730192812的退款到哪了", "track_refund")
+    d = chat.say("7730192857", "track_order", 0.57)
+    assert d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192857")
+    # with words around it, the message's own intent decides
+    chat = Chat(shop())
+    chat.say("refund status for 7730192812?", "track_refund")
+    d = chat.say("where is 7730192846", "track_order")
+    assert d.order_call is not None and d.order_call.rpc == "GetOrder"
+
+
 def test_emoji_only_is_asked_what_the_customer_needs() -> None:
     for text in ("😀😀😀", "???", "🤔"):
         d = Chat(shop()).say(text, "out_of_scope", 0.9)
