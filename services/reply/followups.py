@@ -82,8 +82,26 @@ _YES_EMOJI = set("👍👌✅🆗🙆") | {
 }
 _NO_EMOJI = set("👎❌🙅✋🚫") | {"\ufe0f", "\u200d", "\u2640", "\u2642"}
 MAX_CONFIRM_CHARS = 40
+MAX_ZH_NO_CHARS = 6
+_EN_WORDS = re.compile(r"[A-Za-z']+")
+_ZH_LEAD = re.compile(r"^[\s,.!?，。！？、~～]*(?:啊|哦|噢|呃|额|嗯|那|那就|唔)*[\s,，。、]*")
 MAX_ZH_YES_CHARS = 12
 _PUNCT = re.compile(r"[\s,.!?;:，。！？；：、~～…]+")
+
+
+def _is_no(t: str) -> bool:
+    """A refusal leads the message or makes it up: "no, keep it", "I don't want to", "不用了，
+    谢谢". A "no" further into a sentence is not one ("the left one has no sound", "质量很好，
+    没有不好的地方")."""
+    m = _NO_EN.search(t)
+    if m is not None:
+        words = _EN_WORDS.findall(t)
+        if len(words) <= 4 or len(_EN_WORDS.findall(t[: m.start()])) <= 2:
+            return True
+    compact = _PUNCT.sub("", _ZH_LEAD.sub("", t))
+    return any(
+        compact.startswith(w) or (w in compact and len(compact) <= MAX_ZH_NO_CHARS) for w in _NO_ZH
+    )
 
 
 def yes_or_no(text: str) -> bool | None:
@@ -91,7 +109,7 @@ def yes_or_no(text: str) -> bool | None:
     t = text.strip()
     if not t or len(t) > MAX_CONFIRM_CHARS:
         return None
-    if _NO_EN.search(t) or any(w in t for w in _NO_ZH):
+    if _is_no(t):
         return False
     if _YES_EN.search(t):
         return True
