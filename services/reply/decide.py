@@ -184,6 +184,14 @@ _BARE_ORDER_ID = re.compile(
     r"\d{10}\s*(?:这个|这单|那个|吧|呢|please|pls)?\s*[。.!！?？]?\s*",
     re.IGNORECASE,
 )
+_VAGUE_ORDER_HELP = re.compile(
+    r"(?:hi|hello|hey)?[\s,!.]*(?:i\s+)?(?:need|want|have|got|would like)?\s*(?:some\s+)?"
+    r"(?:help|a\s+problem|an?\s+issue|a\s+question|questions|problems|issues|trouble)\s+"
+    r"(?:with|about|regarding|on)\s+(?:an?|my|the|one of my)\s+(?:order|purchase)s?[\s.!?]*"
+    r"|(?:你好|您好|亲|在吗)?[，,\s]*(?:我的?|我买的)?(?:订单|东西|商品|宝贝)(?:有|出了?|遇到)(?:点|个|一些)?"
+    r"问题了?[吗呢啊，,。！!]*(?:怎么办|帮我看看|帮忙看看)?[。！!？?]*",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[^\W_]")  # a letter, digit or CJK character
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
@@ -548,6 +556,11 @@ class _Policy:
             return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
         if not _WORD.search(turn.text):  # emoji or punctuation only: nothing to answer yet
             return self.say("answer", "no words in the message", "nudge")
+        if _VAGUE_ORDER_HELP.fullmatch(turn.text.strip()) and not turn.values("order_id"):
+            # "I have a problem with my order" names no request: the classifier guesses one
+            return self.say(
+                "ask", "order help without a request: asking what is needed", "order_help"
+            )
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")

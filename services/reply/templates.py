@@ -87,6 +87,16 @@ TEMPLATES: dict[str, T] = {
             "My pleasure. Let me know if you need anything else.",
         ),
     },
+    "order_help": {
+        "zh": (
+            "好的，请问订单需要什么帮助？查物流、修改或取消订单、改地址、退货退款，还是发票？",
+            "没问题，是想查物流、改单或取消、退货退款，还是开发票呢？",
+        ),
+        "en": (
+            "Sure. What do you need with the order: track it, change or cancel it, change the address, return it, or an invoice?",
+            "Happy to help. Is it about tracking, changing or cancelling, a return or refund, or an invoice?",
+        ),
+    },
     "nudge": {
         "zh": (
             "请问有什么可以帮您？可以直接说订单、物流、退款或账户的问题。",

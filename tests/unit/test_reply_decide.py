@@ -243,6 +243,20 @@ def test_an_order_id_alone_after_an_order_answer_repeats_that_request_for_it() -
     assert d.order_call is not None and d.order_call.rpc == "GetOrder"
 
 
+def test_help_with_an_order_asks_what_is_needed() -> None:
+    for text, lang, intent in (
+        ("i need help with an order", "en", "place_order"),
+        ("I have a problem with my order", "en", "change_order"),
+        ("我的订单有问题", "zh", "track_order"),
+        ("亲，我买的东西出了点问题", "zh", "place_order"),
+    ):
+        d = Chat(shop(), language=lang).say(text, intent, 0.9)
+        assert d.action == "ask" and d.template_id == "order_help", text
+    # a request in the message goes ahead
+    d = Chat(shop()).say("I have a problem with my order, it never arrived", "track_order")
+    assert d.template_id != "order_help"
+
+
 def test_emoji_only_is_asked_what_the_customer_needs() -> None:
     for text in ("😀😀😀", "???", "🤔"):
         d = Chat(shop()).say(text, "out_of_scope", 0.9)
