@@ -130,7 +130,12 @@ ELIGIBLE: dict[str, Callable[[orders_pb2.Order, dt.datetime], bool]] = {
     "cancel_order": lambda o, now: o.status in OPEN_STATUSES,
     "change_shipping_address": lambda o, now: o.status in OPEN_STATUSES,
     "change_order": lambda o, now: o.status in OPEN_STATUSES,
-    "get_refund": lambda o, now: o.status == "delivered" and _within_window(o, now),
+    # a delivered order with a return under way (refund pending / done) cannot be returned again
+    "get_refund": lambda o, now: (
+        o.status == "delivered"
+        and _within_window(o, now)
+        and o.refund_status not in ("pending", "done")
+    ),
     "track_refund": lambda o, now: o.refund_status in ("pending", "done"),
     "track_order": lambda o, now: o.status != "cancelled",
     "check_invoice": lambda o, now: o.status != "cancelled",

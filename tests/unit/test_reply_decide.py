@@ -257,6 +257,22 @@ def test_help_with_an_order_asks_what_is_needed() -> None:
     assert d.template_id != "order_help"
 
 
+def test_orders_offered_for_a_return_exclude_those_already_being_returned() -> None:
+    orders = shop()
+    orders.orders.append(
+        make_order(
+            "7730192868",
+            "u1001",
+            "delivered",
+            (MUG,),
+            delivered_days_ago=1,
+            refund_status="pending",
+        )
+    )
+    d = Chat(orders).say("I want to return something", "get_refund")
+    assert d.choices and not any("7730192868" in c for c in d.choices)
+
+
 def test_emoji_only_is_asked_what_the_customer_needs() -> None:
     for text in ("😀😀😀", "???", "🤔"):
         d = Chat(shop()).say(text, "out_of_scope", 0.9)
