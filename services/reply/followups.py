@@ -259,14 +259,25 @@ _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 def zh_keys(name: str) -> list[str]:
     """How a Chinese product name is referred to: the name without colour/size in brackets, and
     the head noun, i.e. the last 2-3 characters of its last Chinese word ("素皮手机壳" → "手机壳",
-    "机壳"; "7.1 环绕声游戏耳机" → "耳机")."""
+    "机壳"; "7.1 环绕声游戏耳机" → "耳机"), found after a set count ("刀具七件套" → "刀具");
+    a few one-character nouns ("炒锅" → "锅") as well."""
     core = _BRACKETED.sub("", name).replace("《", "").replace("》", "").strip()
     keys = [core] if len(core) >= 2 else []
-    runs = _CJK_RUN.findall(core)
+    runs = _CJK_RUN.findall(_SET_SUFFIX.sub("", core))
     if runs:
         last = runs[-1]
         keys += [last, last[-3:], last[-2:]]
-    return [k for k in dict.fromkeys(keys) if len(k) >= 2]
+        if last[-1] in _ZH_ONE_CHAR_NOUNS:
+            keys.append(last[-1])
+    return [k for k in dict.fromkeys(keys) if len(k) >= 2 or k in _ZH_ONE_CHAR_NOUNS]
+
+
+# "七件套", "16 件套", "套装", "礼盒装": how many, not what
+_SET_SUFFIX = re.compile(
+    r"\s*(?:(?:[\d一二三四五六七八九十两]+\s*[件个支只片]?\s*)套|套装|礼盒装)\s*$"
+)
+# Nouns shoppers use alone ("那个锅", "杯子"); not 包 / 表 / 书, which hide in 包裹, 表示, 说明书
+_ZH_ONE_CHAR_NOUNS = frozenset("锅壶杯碗")
 
 
 def _mentions_zh(text: str, names: Sequence[str]) -> bool:
@@ -283,7 +294,8 @@ _EN_SAME_ITEM = {
 }  # fmt: skip
 _ZH_SAME_ITEM = {
     "耳麦": "耳机", "耳塞": "耳机", "手机套": "手机壳", "保护壳": "手机壳", "保护套": "手机壳",
-    "球鞋": "鞋", "运动鞋": "鞋", "电视机": "电视",
+    "球鞋": "鞋", "运动鞋": "鞋", "电视机": "电视", "碗碟": "餐具", "盘子": "餐具", "碗": "餐具",
+    "菜刀": "刀具",
 }  # fmt: skip
 _ZH_SAME_ITEM_RX = re.compile("|".join(sorted(_ZH_SAME_ITEM, key=len, reverse=True)))
 

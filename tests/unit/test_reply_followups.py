@@ -145,6 +145,20 @@ def test_a_word_every_offered_order_shares_picks_none_of_them() -> None:
     assert pick_choice("the leather case", cases) is cases[1]
 
 
+def test_chinese_references_by_head_noun_after_a_set_count_and_one_character_nouns() -> None:
+    knives = OrderChoice("1", "delivered", [], ["不锈钢刀具七件套"], ["a"])
+    dishes = OrderChoice("2", "delivered", [], ["陶瓷餐具 16 件套"], ["b"])
+    wok = OrderChoice("3", "delivered", [], ["不粘炒锅 32cm"], ["c"])
+    fryer = OrderChoice("4", "delivered", [], ["可视窗空气炸锅 5.5L"], ["d"])
+    cover = OrderChoice("5", "paid", [], ["硅胶手机套"], ["e"])
+    assert pick_choice("那套刀具", [knives, dishes, wok]) is knives
+    assert pick_choice("碗那个", [knives, dishes, wok]) is dishes
+    assert pick_choice("锅", [knives, dishes, wok]) is wok
+    assert pick_choice("那个锅", [wok, fryer]) is None  # two pots: ask
+    assert pick_choice("包裹到了吗", [knives, dishes, wok]) is None
+    assert pick_choice("我手机号改了", [cover, knives]) is None  # "套" alone is the noun
+
+
 def test_pick_choice_does_not_guess_between_two_orders_of_the_same_product() -> None:
     twins = [
         CHOICES[0],
