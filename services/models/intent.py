@@ -31,10 +31,10 @@ services/models/finetune.py) on the token states the encoder exposes below them,
 pooling and a linear layer; ``fine_tune_epochs=0`` (or an encoder without those states) trains
 logistic regression on the frozen sentence embedding instead. The services still get the frozen
 embedding from the same encoder pass (sentiment, FAQ search, the similarity signal); the tuned
-layers cost nlu four more layers (fp32, onnxruntime) on the states of its own batch.
+layers cost nlu four more layers (int8 weights, onnxruntime) on the states of its own batch.
 
 Files of a version: ``intent.npz`` (dense head or tuned layers, nearest-neighbour bank, idf) +
-``intent.json`` (+ ``intent_ngrams.json``).
+``intent.json`` (+ ``intent_ngrams.json``, and ``intent_layers.onnx`` for tuned layers).
 """
 
 from __future__ import annotations
