@@ -428,6 +428,14 @@ def _after_request(text: str) -> str:
     return text[ends[-1] :] if ends else text
 
 
+_CN_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_ZH_LABELLED_NAME = re.compile(
+    r"(?:收件人|收货人|联系人|姓名)\s*[:：]?\s*([\u4e00-\u9fffA-Za-z·]{1,8}?)(?=[\s,，;；]|1[3-9]\d{9}|$)"
+)
+# a 2-4 character name set apart before the phone number: "…100号 李雷 13800138000"
+_ZH_TRAILING_NAME = re.compile(r"(?:^|[\s,，;；])([\u4e00-\u9fff]{2,4})[\s,，;；]*$")
+
+
 def parse_address(text: str, language: str) -> dict[str, str] | None:
     """A new shipping address from free text, or None when the message does not look like one.
 
@@ -449,6 +457,24 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
         return None
     address = {"line1": t, "display": t}
     if zh_hint and re.search(r"[\u4e00-\u9fff]", t):
+        # "…100号 李雷 13800138000" / "收件人小王 137…": the recipient, not part of line1
+        line1 = t
+        if m := _ZH_LABELLED_NAME.search(line1):
+            address["name"] = m.group(1)
+            line1 = line1[: m.start()] + " " + line1[m.end() :]
+        if m := _CN_MOBILE.search(line1):
+            address["phone"] = m.group(0)
+            before = line1[: m.start()]
+            if "name" not in address and (n := _ZH_TRAILING_NAME.search(before)):
+                address["name"] = n.group(1)
+                before = before[: n.start()]
+            line1 = before + " " + line1[m.end() :]
+        address["line1"] = re.sub(r"\s+", " ", line1).strip(" ,，。")
+        # "收货人：张三，电话139…，地址：杭州市…": the recipient came before the address
+        if "name" not in address and (m := _ZH_LABELLED_NAME.search(text)):
+            address["name"] = m.group(1)
+        if "phone" not in address and (m := _CN_MOBILE.search(text)):
+            address["phone"] = m.group(0)
         if m := _ZH_REGION.search(t):
             address["region"] = m.group(1)
         if m := _ZH_CITY.search(t):

@@ -372,6 +372,17 @@ def test_change_address_collects_confirms_then_changes() -> None:
     sent = orders.last_request["address"]
     assert sent.line1 == "广东省深圳市南山区科技园路1号" and sent.city == "深圳市"
     assert sent.name == "王小明" and sent.phone == "13800138000"  # kept from the order
+    # a recipient and phone given with the address replace the order's
+    chat = Chat(orders, language="zh")
+    chat.say("7730192812 改一下收货地址", "change_shipping_address")
+    chat.say("上海市浦东新区张江路100号 李雷 13900001111", "set_up_shipping_address", 0.7)
+    chat.say("确认", "", 0.2)
+    sent = orders.last_request["address"]
+    assert (sent.line1, sent.name, sent.phone) == (
+        "上海市浦东新区张江路100号",
+        "李雷",
+        "13900001111",
+    )
 
 
 def test_an_address_given_before_the_order_is_chosen_is_kept() -> None:

@@ -210,6 +210,39 @@ def test_parse_address(text: str, city: str, postal: str | None) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "line1", "name", "phone"),
+    [
+        (
+            "上海市浦东新区张江路100号 李雷 13800138000",
+            "上海市浦东新区张江路100号",
+            "李雷",
+            "13800138000",
+        ),
+        (
+            "广州市天河区天河路385号 太古汇 收件人小王 13711112222",
+            "广州市天河区天河路385号 太古汇",
+            "小王",
+            "13711112222",
+        ),
+        (
+            "收货人：张三，电话13912345678，地址：杭州市西湖区文三路1号",
+            "杭州市西湖区文三路1号",
+            "张三",
+            "13912345678",
+        ),
+        ("北京市朝阳区建国路88号", "北京市朝阳区建国路88号", None, None),
+    ],
+)
+def test_the_recipient_and_phone_in_a_chinese_address_are_their_own_fields(
+    text: str, line1: str, name: str | None, phone: str | None
+) -> None:
+    address = parse_address(text, "zh")
+    assert address is not None
+    assert address["line1"] == line1
+    assert address.get("name") == name and address.get("phone") == phone
+
+
 @pytest.mark.parametrize("text", ["hello there", "yes", "我要改地址", "what is my address?"])
 def test_not_an_address(text: str) -> None:
     assert parse_address(text, "en") is None
