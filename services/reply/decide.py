@@ -569,9 +569,14 @@ class _Policy:
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
-        if not turn.confident and not (
-            order_ids and turn.intent in ORDER_INTENTS and turn.confidence >= ORDER_HINT_CONFIDENCE
-        ):
+        # an order id, or "it" right after an order was looked up, says the message is about an
+        # order: a hesitant order intent is acted on ("and what about the refund for it?" 0.45)
+        hinted = (
+            turn.intent in ORDER_INTENTS
+            and turn.confidence >= ORDER_HINT_CONFIDENCE
+            and bool(order_ids or self.order_just_discussed())
+        )
+        if not turn.confident and not hinted:
             return self.low_confidence(self.clarify)
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
@@ -1160,6 +1165,8 @@ class _Policy:
 
     async def execute_confirmed(self, p: Pending) -> Decision:
         s, user, lang = self.state, self.turn.user_id, self.lang
+        # the order acted on is the one "it" means in the next turns
+        s.last_order_id, s.last_order_turn = p.order_id, s.turn
         if p.intent == "cancel_order":
             call = await self.deps.orders.cancel_order(
                 user, p.order_id, "customer request via chat"

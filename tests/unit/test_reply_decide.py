@@ -211,6 +211,20 @@ def test_only_a_clearly_negative_message_gets_an_apology() -> None:
     assert upset.text.startswith(apologies), upset.text
 
 
+def test_a_hesitant_order_intent_about_the_order_just_discussed_is_acted_on() -> None:
+    chat = Chat(shop())
+    chat.say("cancel 7730192812", "cancel_order")
+    chat.say("yes", "", 0.2)
+    d = chat.say("and what about the refund for it?", "track_refund", 0.45)
+    assert d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192812")
+    # without a reference to it, the same confidence still clarifies
+    chat = Chat(shop())
+    chat.say("cancel 7730192812", "cancel_order")
+    chat.say("yes", "", 0.2)
+    assert chat.say("refunds?", "track_refund", 0.45).action == "clarify"
+
+
 def test_no_the_other_one_corrects_the_order_the_bot_picked() -> None:
     chat = Chat(shop())
     first = chat.say("where are my earbuds?", "track_order")
