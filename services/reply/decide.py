@@ -25,8 +25,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    confident different request repeats the request for that order.
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
-   a message with an order id whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE
-   goes on as that intent (the id says the message is about that order).
+   a message with an order id, or one saying "it" / "my order" right after an order was looked
+   up (rule 7), whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE goes on as that
+   intent (the message is plainly about that order).
 5. out_of_scope → ``faq`` when an FAQ entry matches above its threshold, else ``clarify`` saying
    what the bot can help with.
 6. greeting / thanks / goodbye → ``answer``.
