@@ -552,7 +552,8 @@ class _Policy:
             if decision is not None:
                 return decision
             s.pending = None  # the customer moved on to something else
-        corrected = await self.correction()
+        named = self.named_offered_order()  # once: correction and "it" both need it
+        corrected = await self.correction(named)
         if corrected is not None:
             return corrected
         if followups.yes_or_no(turn.text) is True and (
@@ -570,12 +571,17 @@ class _Policy:
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
+        recent = (
+            self.order_just_discussed(named)
+            if turn.intent in ORDER_INTENTS and not order_ids
+            else ""
+        )
         # an order id, or "it" right after an order was looked up, says the message is about an
         # order: a hesitant order intent is acted on ("and what about the refund for it?" 0.45)
         hinted = (
             turn.intent in ORDER_INTENTS
             and turn.confidence >= ORDER_HINT_CONFIDENCE
-            and bool(order_ids or self.order_just_discussed())
+            and bool(order_ids or recent)
         )
         if not turn.confident and not hinted:
             return self.low_confidence(self.clarify)
@@ -584,7 +590,6 @@ class _Policy:
         if turn.intent in ORDER_INTENTS:
             if order_ids:
                 return await self.serve(turn.intent, order_ids[0])
-            recent = self.order_just_discussed()
             if recent:  # "ok, cancel it" / "那帮我取消吧" right after looking an order up
                 return await self.serve(turn.intent, recent)
             if not refers_to_own(turn.text):
@@ -596,51 +601,52 @@ class _Policy:
             return await self.inform(turn.intent)
         return self.low_confidence(self.clarify)  # an intent this policy does not know
 
-    def order_just_discussed(self) -> str:
-        """The order of the last turns when this message refers to it without naming one: it
-        says "it" / "this order" / "这单" or speaks of the customer's own ("cancel my order",
-        "那帮我取消吧"), names no product and no other order. Looked up again (scoped to the
-        user) and, for changes, confirmed first, so a wrong guess costs one "no"."""
-        s, turn = self.state, self.turn
-        if not s.last_order_id or s.turn - s.last_order_turn > RECENT_ORDER_TURNS:
-            return ""
-        if turn.values("product") or _OTHER_ORDER.search(turn.text):
-            return ""
-        if self.named_offered_order():  # "cancel my huawei one" after tracking another
-            return ""
+    def recent_order(self) -> str:
+        """The order looked up within RECENT_ORDER_TURNS, or ""."""
+        s = self.state
+        recent = s.last_order_id and s.turn - s.last_order_turn <= RECENT_ORDER_TURNS
+        return s.last_order_id if recent else ""
+
+    def order_just_discussed(self, named: str) -> str:
+        """The recent order when this message refers to it without naming one: it says "it" /
+        "this order" / "这单" or speaks of the customer's own ("cancel my order", "那帮我取消吧"),
+        names no product and no other order (``named``: another offered order it names, from
+        ``named_offered_order``). Looked up again (scoped to the user) and, for changes,
+        confirmed first, so a wrong guess costs one "no"."""
+        turn = self.turn
+        if named or turn.values("product") or _OTHER_ORDER.search(turn.text):
+            return ""  # "cancel my huawei one" after tracking another
         if _THIS_ORDER.search(turn.text) or refers_to_own(turn.text):
-            return s.last_order_id
+            return self.recent_order()
         return ""
 
     def named_offered_order(self) -> str:
         """An order of the last offer this message names that is not the one just served."""
         s, turn = self.state, self.turn
-        if not s.offered or s.turn - s.last_order_turn > RECENT_ORDER_TURNS:
+        if not s.offered or not self.recent_order():
             return ""
         pick = followups.pick_choice(turn.text, s.offered, (), turn.values("product"))
         if isinstance(pick, OrderChoice) and pick.order_id != s.last_order_id:
             return pick.order_id
         return ""
 
-    async def correction(self) -> Decision | None:
-        """ "No, the huawei one" right after the bot served another of the orders it had
-        offered or matched: the same request for that order. A confident different request is
-        not a correction."""
+    async def correction(self, named: str) -> Decision | None:
+        """ "No, the huawei one" (``named``, from ``named_offered_order``) right after the bot
+        served another of the orders it had offered or matched: the same request for that
+        order. A confident different request is not a correction."""
         s, turn = self.state, self.turn
-        recent = s.turn - s.last_order_turn <= RECENT_ORDER_TURNS and s.last_order_id
         ids = turn.values("order_id")
         if (
-            recent
-            and ids
+            ids
             and s.last_intent in ORDER_INTENTS
+            and self.recent_order()
             and _BARE_ORDER_ID.fullmatch(turn.text)
         ):
             # "7730192891" alone after "那我退款的进度呢" was answered for another order
             return await self.serve(s.last_intent, ids[0]) if ids[0] != s.last_order_id else None
         if turn.confident and not turn.out_of_scope and turn.intent != s.offered_intent:
             return None
-        order_id = self.named_offered_order()
-        return await self.serve(s.offered_intent, order_id) if order_id else None
+        return await self.serve(s.offered_intent, named) if named else None
 
     def handoff_trigger(self) -> Decision | None:
         s, turn = self.state, self.turn
