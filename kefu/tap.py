@@ -115,6 +115,8 @@ def to_row(raw: bytes, topic: str, unmask: bool) -> dict[str, Any]:
             "_raw": mask_text(raw[:200].decode("utf-8", "replace")),
         }
     row = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    # up to 128 KB of float16 token states for sentiment's model: nothing to read
+    (row.get("nlu") or {}).pop("states", None)
     if unmask:
         return row
     if isinstance(msg, Envelope):

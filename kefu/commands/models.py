@@ -289,14 +289,14 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
     except (registry.ModelNotFoundError, FileNotFoundError, KeyError, ValueError) as exc:
         raise click.ClickException(f"cannot load the {kind} model: {exc}") from None
     states = None
-    if kind == "intent" and head.states_layer is not None:
+    if head.states_layer is not None:
         try:
             embeddings, states = embed_states_with_progress(
                 embedder, data.texts, head.states_layer, "embedding", not quiet
             )
         except ValueError as exc:
             raise click.ClickException(
-                f"cannot run the intent model's tuned layers: {exc}"
+                f"cannot run the {kind} model's tuned layers: {exc}"
             ) from None
     else:
         embeddings = embed_with_progress(
@@ -305,7 +305,7 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
     report = (
         evaluate_intent(head, data, embeddings, states)
         if kind == "intent"
-        else evaluate_sentiment(head, data, embeddings)
+        else evaluate_sentiment(head, data, embeddings, states)
     )
     click.echo(f"model {version_dir} (encoder {embedder.version}); data {data_path}")
     for note in report.notes:

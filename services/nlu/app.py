@@ -94,7 +94,7 @@ def build(settings: Settings) -> Stage:
             encoder, intent_model = encoders.current(), intents.current()
             texts = [model_text(env) for _, env in valid]
             infer_started = time.perf_counter()
-            embeddings, predictions = await loop.run_in_executor(
+            outputs = await loop.run_in_executor(
                 executor, predict_batch, encoder, intent_model, texts
             )
             metrics.MODEL_INFERENCE_SECONDS.labels(SERVICE, "encoder+intent").observe(
@@ -105,11 +105,13 @@ def build(settings: Settings) -> Stage:
             for i, (event, env) in enumerate(valid):
                 fill_nlu(
                     env,
-                    predictions[i],
+                    outputs.predictions[i],
                     intents.version or "",
                     encoders.version or "",
-                    embeddings[i],
+                    outputs.embeddings[i],
                     product_matcher,
+                    outputs.states[i] if outputs.states is not None else None,
+                    outputs.states_layer,
                 )
                 metrics.INTENTS.labels(env.nlu.intent, env.language or "other").inc()
                 # the batch's shared wait and inference count for every message in it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,22 @@ def embedding_from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f2").astype(np.float32)
 
 
+# Token states travel to sentiment for messages up to this many tokens (float16: 96 KB at 128,
+# 131 KB as proto3 JSON base64, under the 256 KB envelope limit); a longer text is rare in chat,
+# and sentiment runs the encoder for it instead.
+MAX_CARRIED_TOKENS = 128
+
+
+@dataclass
+class NluOutputs:
+    embeddings: np.ndarray  # [texts, dim]
+    predictions: list[Any]  # services.models.intent.IntentPrediction per text
+    # token states after ``states_layer`` layers, one [tokens, dim] array per text, for
+    # sentiment's fine-tuned layers; None when the encoder exposes none
+    states: list[np.ndarray] | None = None
+    states_layer: int | None = None
+
+
 def model_text(env: Envelope) -> str:
     """What the models read: the normalised text (PII does not matter to them)."""
     return env.text
@@ -34,6 +51,8 @@ def fill_nlu(
     encoder_version: str,
     embedding: np.ndarray | None,
     matcher: ProductMatcher | None,
+    states: np.ndarray | None = None,
+    states_layer: int | None = None,
 ) -> None:
     section = env.nlu
     section.intent = "out_of_scope" if prediction.out_of_scope else prediction.intent
@@ -45,6 +64,9 @@ def fill_nlu(
     section.encoder_version = encoder_version
     if embedding is not None:
         section.embedding = embedding_bytes(embedding)
+    if states is not None and states_layer is not None and len(states) <= MAX_CARRIED_TOKENS:
+        section.states = np.asarray(states, dtype="<f2").tobytes()
+        section.states_layer = states_layer
     today = dt.datetime.fromtimestamp(env.sent_at.seconds or env.received_at.seconds, dt.UTC).date()
     pii = [(p.type, p.start, p.end) for p in env.ingest.pii]
     for ent in extract(env.text, today, matcher, pii):
@@ -59,14 +81,26 @@ def fill_nlu(
         )
 
 
-def predict_batch(
-    encoder: Any, intent_model: Any, texts: Sequence[str]
-) -> tuple[np.ndarray, list[Any]]:
-    """One encoder pass for the batch (sorted by length inside the encoder), then the head;
-    a head with fine-tuned top layers gets the token states of that same pass."""
+def carried_states_layer(encoder: Any, intent_model: Any) -> int | None:
+    """The layer whose token states nlu computes and carries: the intent model's when it has
+    tuned layers (computed anyway), else the encoder's top exposed one (sentiment's tuned
+    layers start there; the states come out of the same pass at no extra cost)."""
     layer = intent_model.states_layer
+    exposed: frozenset[int] = getattr(encoder, "state_layers", frozenset())
+    if layer is None and exposed:
+        layer = max(exposed)
+    return layer
+
+
+def predict_batch(encoder: Any, intent_model: Any, texts: Sequence[str]) -> NluOutputs:
+    """One encoder pass for the batch (sorted by length inside the encoder), then the head;
+    a head with fine-tuned top layers gets the token states of that same pass, which are also
+    returned for sentiment."""
+    layer = carried_states_layer(encoder, intent_model)
     if layer is None:
         embeddings = encoder.embed(list(texts), prefix="query: ")
-        return embeddings, intent_model.predict(embeddings, list(texts))
+        return NluOutputs(embeddings, intent_model.predict(embeddings, list(texts)))
     embeddings, states = encoder.embed_with_states(list(texts), layer, prefix="query: ")
-    return embeddings, intent_model.predict(embeddings, list(texts), states)
+    tuned_states = states if intent_model.states_layer is not None else None
+    predictions = intent_model.predict(embeddings, list(texts), tuned_states)
+    return NluOutputs(embeddings, predictions, states, layer)

@@ -1,10 +1,12 @@
-"""The sentiment Faust agent: the sentiment head on nlu's embedding (one encoder pass serves both)."""
+"""The sentiment Faust agent: the sentiment model on what nlu carries (its token states for
+fine-tuned layers, or its embedding for a dense head): one encoder pass serves both stages."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from services.models.encoder import Encoder
@@ -14,7 +16,7 @@ from services.runtime import metrics
 from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
 from services.runtime.settings import TOPIC_NLU, TOPIC_SENTIMENT, Settings
-from services.sentiment.logic import embeddings_for, fill_sentiment
+from services.sentiment.logic import embeddings_for, fill_sentiment, states_for
 
 SERVICE = "sentiment"
 MAX_BATCH = 32
@@ -27,7 +29,9 @@ def build(settings: Settings) -> Stage:
     root = settings.models_path
     # The encoder is loaded lazily: only messages without a usable carried embedding need it.
     encoders: ModelWatcher[Encoder] = ModelWatcher(root, "encoder", lambda d: Encoder.load(d))
-    heads: ModelWatcher[SentimentModel] = ModelWatcher(root, "sentiment", SentimentModel.load)
+    heads: ModelWatcher[SentimentModel] = ModelWatcher(
+        root, "sentiment", partial(SentimentModel.load, serving=True)
+    )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentiment-infer")
     state = {"models": "not loaded"}
 
@@ -57,13 +61,22 @@ def build(settings: Settings) -> Stage:
         heads.poll()
         from services.models import registry
 
+        model = heads.current()
+        texts = [e.text for e in envs]
         encoder_version = registry.current_version(root, "encoder") or ""
+        layer = model.states_layer
+        if layer is not None:
+            assert model.tuned is not None
+            states, fresh = states_for(
+                envs, _LazyEncoder(encoders), encoder_version, layer, model.tuned.hidden
+            )
+            return model.predict(None, texts, states), fresh
         reuse_all = all(e.nlu.encoder_version == encoder_version and e.nlu.embedding for e in envs)
         encoder = (
             _LazyEncoder(encoders) if not reuse_all else _DimOnly(len(envs[0].nlu.embedding) // 2)
         )
         embeddings, fresh = embeddings_for(envs, encoder, encoder_version)
-        return heads.current().predict(embeddings, [e.text for e in envs]), fresh
+        return model.predict(embeddings, texts), fresh
 
     @stage.app.agent(stage.source)
     async def score(stream: Any) -> None:
@@ -93,7 +106,7 @@ def build(settings: Settings) -> Stage:
 
 
 class _LazyEncoder:
-    """The encoder, loaded on first use (most batches reuse nlu's embeddings)."""
+    """The encoder, loaded on first use (most batches reuse what nlu carries)."""
 
     def __init__(self, watcher: ModelWatcher[Encoder]) -> None:
         self._watcher = watcher
@@ -104,6 +117,9 @@ class _LazyEncoder:
 
     def embed(self, texts: list[str], prefix: str = "query: ") -> Any:
         return self._watcher.current().embed(texts, prefix=prefix)
+
+    def embed_with_states(self, texts: list[str], layer: int, prefix: str = "query: ") -> Any:
+        return self._watcher.current().embed_with_states(texts, layer, prefix=prefix)
 
 
 class _DimOnly:

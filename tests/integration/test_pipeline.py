@@ -42,6 +42,7 @@ async def _one_reply(
     assert "recommend" in reply  # attached or the reason it was skipped
     assert reply["reply"]["action"] in ACTIONS and reply["reply"]["text"]
     assert "embedding" not in reply["nlu"]  # served sentiment and the FAQ search, not sent out
+    assert "states" not in reply["nlu"]  # served sentiment's tuned layers only
 
 
 def test_one_message_in_exactly_one_reply_out(stack: StackHandle) -> None:
@@ -151,6 +152,26 @@ def test_the_example_platform_client_works(stack: StackHandle) -> None:
             await producer.stop()
 
     asyncio.run(run())
+
+
+def _counter(port: int, line_start: str) -> float:
+    """The value of the metric line starting with ``line_start`` (0.0 when not exported)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    values = [float(ln.rsplit(" ", 1)[1]) for ln in body.splitlines() if ln.startswith(line_start)]
+    return sum(values)
+
+
+def test_sentiment_reuses_the_token_states_nlu_carries(stack: StackHandle) -> None:
+    """One encoder pass per message: a short message reaches sentiment with nlu's token states
+    (or embedding), so sentiment never runs the encoder for it."""
+    port = stack.ports.web["sentiment"]
+    rerun = 'kefu_messages_total{service="sentiment",outcome="encoder_rerun"}'
+    before = _counter(port, rerun)
+    asyncio.run(_one_reply(stack, "my parcel is late again, this is annoying"))
+    assert _counter(port, rerun) == before
 
 
 def test_every_service_serves_its_prometheus_metrics(stack: StackHandle) -> None:

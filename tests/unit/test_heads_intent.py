@@ -17,6 +17,7 @@ from services.models.intent import (
     oos_metrics,
     train_intent_model,
 )
+from tests.unit.tuned_fixtures import random_tune_start, token_states
 
 INTENTS = ["cancel_order", "get_refund", "track_order", "place_order", "recover_password"]
 
@@ -219,45 +220,14 @@ def test_the_ngram_head_adds_what_the_wording_says(tmp_path: Path) -> None:
     np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-5)
 
 
-def _token_states(
-    rng: np.random.Generator, labels: list[str], hidden: int
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-message token states where the intent shows in ONE token among noise tokens: the
-    mean-pooled vector (what a frozen-encoder head sees) hides it, attention can find it."""
-    markers = {label: rng.normal(size=hidden) * 3 for label in sorted(set(labels))}
-    states = []
-    for label in labels:
-        n = int(rng.integers(4, 9))
-        tokens = rng.normal(size=(n, hidden))
-        tokens[int(rng.integers(0, n))] += markers[label]
-        states.append(tokens.astype(np.float32))
-    pooled = _unit(np.stack([s.mean(axis=0) for s in states]))
-    return states, pooled
-
-
 def test_tuned_layers_replace_the_dense_head_and_round_trip(tmp_path: Path) -> None:
     from services.models.finetune import TunedLayers
-    from services.models.intent import TuneStart
-    from services.models.onnx_graph import LayerWeights
 
     rng = np.random.default_rng(3)
-    hidden, ffn = 16, 32
+    hidden = 16
     labels = [INTENTS[i % 3] for i in range(240)]
-    states, pooled = _token_states(rng, labels, hidden)
-
-    def matrix(rows: int, cols: int) -> np.ndarray:
-        return (rng.normal(size=(rows, cols)) / np.sqrt(cols)).astype(np.float32)
-
-    def zeros(n: int) -> np.ndarray:
-        return np.zeros(n, np.float32)
-
-    layer = LayerWeights(
-        matrix(hidden, hidden), zeros(hidden), matrix(hidden, hidden), zeros(hidden),
-        matrix(hidden, hidden), zeros(hidden), matrix(hidden, hidden), zeros(hidden),
-        np.ones(hidden, np.float32), zeros(hidden), matrix(ffn, hidden), zeros(ffn),
-        matrix(hidden, ffn), zeros(hidden), np.ones(hidden, np.float32), zeros(hidden),
-    )  # fmt: skip
-    start = TuneStart(layers=[layer], num_heads=2, eps=1e-12, from_layer=5)
+    states, pooled = token_states(rng, labels, hidden)
+    start = random_tune_start(rng, hidden)
     tr, va = slice(0, 180), slice(180, None)
     config = IntentTrainConfig(fine_tune_epochs=6, fine_tune_lr=3e-3, ngram=False)
     model, metrics = train_intent_model(

@@ -19,6 +19,7 @@ from services.models.sentiment import (
     negative_vs_not,
     train_sentiment_model,
 )
+from tests.unit.tuned_fixtures import random_tune_start, token_states
 
 
 @pytest.mark.parametrize(
@@ -171,3 +172,48 @@ def test_binary_training_data_gives_a_two_label_model() -> None:
     assert prediction.scores["neutral"] == 0.0
     with pytest.raises(ValueError, match="sentiment needs"):
         train_sentiment_model(x, texts, ["angry"] * len(texts), x, texts, labels)
+
+
+def test_tuned_layers_replace_the_dense_head_and_round_trip(tmp_path: Path) -> None:
+    from services.models.finetune import TunedLayers
+
+    rng = np.random.default_rng(4)
+    labels = [("negative", "neutral", "positive")[i % 3] for i in range(240)]
+    states, pooled = token_states(rng, labels, 16)
+    start = random_tune_start(rng, 16, from_layer=7)
+    texts = [f"{label} {i}" for i, label in enumerate(labels)]
+    tr, va = slice(0, 180), slice(180, None)
+    config = SentimentTrainConfig(fine_tune_epochs=6, fine_tune_lr=3e-3, fine_tune_max_tokens=6)
+    model, metrics = train_sentiment_model(
+        pooled[tr], texts[tr], labels[tr], pooled[va], texts[va], labels[va], config,
+        states_train=states[tr], states_val=states[va], tune_start=start,
+    )  # fmt: skip
+    assert model.embedding_head is None and isinstance(model.tuned, TunedLayers)
+    assert model.states_layer == 7 and model.ngram is not None
+    assert len(metrics["fine_tune_history"]) >= 2
+    # the label hides in one token of 4-8 (training sees at most 6): attention finds it
+    assert metrics["accuracy"] > 0.8, metrics["accuracy"]
+    with pytest.raises(ValueError, match="token states after layer 7"):
+        model.predict(pooled[va], texts[va])
+    with pytest.raises(ValueError, match="one token-state array per text"):
+        model.predict(None, texts[va], states[va][:-1])
+    model.save(tmp_path)
+    a = model.predict(None, texts[va], states[va])
+    # what the sentiment stage loads: the onnxruntime graph only, same predictions
+    serving = SentimentModel.load(tmp_path, serving=True)
+    assert serving.states_layer == 7 and serving.tuned is not None and not serving.tuned.layers
+    b = serving.predict(None, texts[va], states[va])
+    assert [p.label for p in a] == [p.label for p in b]
+    np.testing.assert_allclose(
+        [p.scores["negative"] for p in a], [p.scores["negative"] for p in b], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="serving"):
+        serving.save(tmp_path / "again")
+    # without fine-tuning epochs the same call trains the frozen-encoder dense head
+    frozen, _ = train_sentiment_model(
+        pooled[tr], texts[tr], labels[tr], pooled[va], texts[va], labels[va],
+        SentimentTrainConfig(hidden=0, fine_tune_epochs=0, ngram=False),
+        states_train=states[tr], states_val=states[va], tune_start=start,
+    )  # fmt: skip
+    assert frozen.tuned is None and frozen.embedding_head is not None
+    assert frozen.states_layer is None

@@ -43,3 +43,13 @@ def test_filter_select_flatten() -> None:
         "message_id": "m1",
         "nlu.intent": "track_order",
     }
+
+
+def test_token_states_for_sentiment_are_not_shown() -> None:
+    env = Envelope(message_id="m1", text="hi")
+    env.nlu.intent = "greeting"
+    env.nlu.states = b"\x00\x3c" * 64
+    env.nlu.states_layer = 8
+    for unmask in (False, True):
+        row = tap.to_row(encode(env), "kefu.nlu.v1", unmask=unmask)
+        assert "states" not in row["nlu"] and row["nlu"]["intent"] == "greeting"
