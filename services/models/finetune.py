@@ -644,3 +644,31 @@ def fine_tune(
             break  # one epoch without improvement
     assert best is not None
     return best, history
+
+
+def fine_tune_if_possible(
+    start: TuneStart | None,
+    states: Sequence[np.ndarray] | None,
+    y: np.ndarray,
+    val_states: Sequence[np.ndarray] | None,
+    val_y: np.ndarray,
+    n_classes: int,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    max_tokens: int | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[TunedLayers, list[dict[str, float]]] | None:
+    """``fine_tune`` of ``start``'s layers when there is what it needs: epochs, a start, token
+    states, and validation rows (early stopping needs them); None otherwise, and the caller
+    trains a head on the frozen encoder. ``max_tokens`` caps the training texts' states."""
+    if epochs < 1 or start is None or states is None or val_states is None or len(val_y) == 0:
+        return None
+    if max_tokens is not None:
+        states = [s[:max_tokens] for s in states]
+    return fine_tune(
+        states, y, start.layers, start.num_heads, start.eps, n_classes, val_states, val_y,
+        epochs=epochs, lr=lr, seed=seed, log=log, progress=progress,
+    )  # fmt: skip

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import OUT_OF_SCOPE
-from services.models.finetune import TunedLayers, TuneStart, fine_tune
+from services.models.finetune import TunedLayers, TuneStart, fine_tune_if_possible
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -461,30 +461,14 @@ def train_intent_model(
     head: DenseHead | None = None
     tuned: TunedLayers | None = None
     history: list[dict[str, float]] = []
-    tuning = (
-        config.fine_tune_epochs > 0
-        and tune_start is not None
-        and states_train is not None
-        and states_val is not None
-        and len(y_val) > 0  # early stopping needs validation rows
-    )
-    if tuning:
-        assert tune_start is not None and states_train is not None and states_val is not None
-        tuned, history = fine_tune(
-            states_train,
-            y_train,
-            tune_start.layers,
-            tune_start.num_heads,
-            tune_start.eps,
-            len(labels),
-            states_val,
-            y_val,
-            epochs=config.fine_tune_epochs,
-            lr=config.fine_tune_lr,
-            seed=config.seed,
-            log=log,
-            progress=progress,
-        )
+    tuned_run = fine_tune_if_possible(
+        tune_start, states_train, y_train, states_val, y_val, len(labels),
+        epochs=config.fine_tune_epochs, lr=config.fine_tune_lr, seed=config.seed,
+        log=log, progress=progress,
+    )  # fmt: skip
+    if tuned_run is not None:
+        assert states_val is not None
+        tuned, history = tuned_run
         val_logits: np.ndarray | None = tuned.logits_per_text(states_val)
     else:
         head = fit_dense_head(

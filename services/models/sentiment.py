@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from services.models.datasets import SENTIMENT_LABELS
-from services.models.finetune import TunedLayers, TuneStart, fine_tune
+from services.models.finetune import TunedLayers, TuneStart, fine_tune_if_possible
 from services.models.heads import (
     DenseHead,
     NgramHead,
@@ -378,32 +378,15 @@ def train_sentiment_model(
     y_train = np.array([index[label] for label in labels_train], dtype=np.int64)
     y_val = np.array([index[label] for label in labels_val], dtype=np.int64)
 
-    tuning = (
-        config.fine_tune_epochs > 0
-        and tune_start is not None
-        and states_train is not None
-        and states_val is not None
-        and len(y_val) > 0  # early stopping needs validation rows
-    )
+    tuned_run = fine_tune_if_possible(
+        tune_start, states_train, y_train, states_val, y_val, len(labels),
+        epochs=config.fine_tune_epochs, lr=config.fine_tune_lr, seed=config.seed,
+        max_tokens=config.fine_tune_max_tokens, log=log, progress=progress,
+    )  # fmt: skip
     history: list[dict[str, float]] = []
-    if tuning:
-        assert tune_start is not None and states_train is not None and states_val is not None
-        cap = config.fine_tune_max_tokens
-        tuned, history = fine_tune(
-            [s[:cap] for s in states_train],
-            y_train,
-            tune_start.layers,
-            tune_start.num_heads,
-            tune_start.eps,
-            len(labels),
-            states_val,
-            y_val,
-            epochs=config.fine_tune_epochs,
-            lr=config.fine_tune_lr,
-            seed=config.seed,
-            log=log,
-            progress=progress,
-        )
+    if tuned_run is not None:
+        assert tune_start is not None and states_val is not None
+        tuned, history = tuned_run
         model = SentimentModel(
             labels=labels,
             embedding_head=None,
