@@ -108,7 +108,11 @@ class TunedLayers:
         if self._session is None:
             self._session = _session(self.int8_graph())
         (out,) = self._session.run(
-            [TUNED_OUTPUT], {TUNED_INPUT: x.astype(np.float32), ATTENTION_MASK: m.astype(np.int64)}
+            [TUNED_OUTPUT],
+            {  # no copies when the batch already has these types (stack_states gives them)
+                TUNED_INPUT: np.asarray(x, dtype=np.float32),
+                ATTENTION_MASK: np.asarray(m, dtype=np.int64),
+            },
         )
         return np.asarray(out, dtype=np.float32)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,17 +187,21 @@ class SentimentModel:
         return self.tuned_from_layer if self.tuned is not None else None
 
     def meaning_probabilities(
-        self, embeddings: np.ndarray | None, states: list[np.ndarray] | None
+        self, embeddings: np.ndarray | None, states: Sequence[np.ndarray] | None
     ) -> np.ndarray:
         """Calibrated probabilities of the dense head (embeddings) or the tuned layers (states)."""
         if self.tuned is not None:
             if states is None:
-                raise ValueError(f"pass the token states after layer {self.tuned_from_layer}")
+                raise ValueError(
+                    "this sentiment model fine-tuned the encoder's top layers: pass the token "
+                    f"states after layer {self.tuned_from_layer}"
+                )
             logits = self.tuned.logits_per_text(states)
         else:
-            assert self.embedding_head is not None
-            if embeddings is None:
-                raise ValueError("this sentiment model needs the sentence embeddings")
+            assert self.embedding_head is not None  # __post_init__ guarantees one of the two
+            if embeddings is None or np.ndim(embeddings) != 2:
+                got = "none" if embeddings is None else np.shape(embeddings)
+                raise ValueError(f"need one embedding row per text: got {got}")
             logits = self.embedding_head.logits(np.asarray(embeddings, dtype=np.float32))
         return softmax(logits / self.embedding_temperature)
 
@@ -205,27 +209,14 @@ class SentimentModel:
         self,
         embeddings: np.ndarray | None,
         texts: list[str],
-        states: list[np.ndarray] | None = None,
+        states: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """[len(texts), len(labels)]: ``embeddings`` (one row per text) for a dense head,
         ``states`` (one [tokens, hidden] array per text, see ``states_layer``) for tuned layers."""
-        if self.tuned is not None and states is None:
-            raise ValueError(
-                "this sentiment model fine-tuned the encoder's top layers: pass the token "
-                f"states after layer {self.tuned_from_layer}"
-            )
-        given = states if self.tuned is not None else embeddings
-        if (
-            given is None
-            or len(given) != len(texts)
-            or (self.tuned is None and np.ndim(given) != 2)
-        ):
-            what = "token-state array" if self.tuned is not None else "embedding row"
-            shape = (
-                "none" if given is None else np.shape(given) if self.tuned is None else len(given)
-            )
-            raise ValueError(f"need one {what} per text: got {shape}, {len(texts)} texts")
         probs = self.meaning_probabilities(embeddings, states)
+        if len(probs) != len(texts):
+            what = "token-state array" if self.tuned is not None else "embedding row"
+            raise ValueError(f"need one {what} per text: got {len(probs)}, {len(texts)} texts")
         if self.ngram is not None:
             ngram = self.ngram.probabilities(texts)
             cjk = np.array([is_cjk(t) for t in texts])
@@ -237,7 +228,7 @@ class SentimentModel:
         self,
         embeddings: np.ndarray | None,
         texts: list[str],
-        states: list[np.ndarray] | None = None,
+        states: Sequence[np.ndarray] | None = None,
     ) -> list[SentimentPrediction]:
         if len(texts) == 0:
             return []
@@ -400,7 +391,6 @@ def train_sentiment_model(
         )
         emb_t = fit_temperature(emb_head.logits(x_val), y_val)
         model = SentimentModel(labels=labels, embedding_head=emb_head, embedding_temperature=emb_t)
-        states_val = None
     p_meaning = model.meaning_probabilities(x_val, states_val)
     if config.ngram:
         model.ngram = NgramHead.fit(

@@ -34,7 +34,8 @@ def embeddings_for(
 
 
 def carried_states(env: Envelope, encoder_version: str, layer: int, dim: int) -> np.ndarray | None:
-    """nlu's float16 token states [tokens, dim], if they are from this encoder and layer."""
+    """nlu's float16 token states [tokens, dim], if they are from this encoder and layer (a
+    view of the message's bytes: the tuned layers' batching copies them into float32 once)."""
     data = env.nlu.states
     if (
         not data
@@ -43,7 +44,7 @@ def carried_states(env: Envelope, encoder_version: str, layer: int, dim: int) ->
         or len(data) % (2 * dim)
     ):
         return None
-    return np.frombuffer(data, dtype="<f2").reshape(-1, dim).astype(np.float32)
+    return np.frombuffer(data, dtype="<f2").reshape(-1, dim)
 
 
 def states_for(
