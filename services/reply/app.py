@@ -252,21 +252,32 @@ def build(settings: Settings) -> Stage:
             else:
                 metrics.MESSAGES.labels(SERVICE, "duplicate").inc()
             return
-        await with_mongo(lambda: states.save(state), "state save")
+
+        async def save_state() -> None:
+            await with_mongo(lambda: states.save(state), "state save")
+            if decision.action == "handoff":
+                await with_mongo(
+                    lambda: states.set_handoff(env.conversation_id, state.handoff), "handoff save"
+                )
+                await with_mongo(
+                    lambda: handoffs.update_one(
+                        {"_id": env.message_id},
+                        {"$setOnInsert": handoff_doc(env, section)},
+                        upsert=True,
+                    ),
+                    "handoff record",
+                )
+                metrics.HANDOFFS.labels(decision.handoff_reason).inc()
+
         if decision.action == "handoff":
-            await with_mongo(
-                lambda: states.set_handoff(env.conversation_id, state.handoff), "handoff save"
-            )
-            await with_mongo(
-                lambda: handoffs.update_one(
-                    {"_id": env.message_id},
-                    {"$setOnInsert": handoff_doc(env, section)},
-                    upsert=True,
-                ),
-                "handoff record",
-            )
-            metrics.HANDOFFS.labels(decision.handoff_reason).inc()
-        await send_reply(key, env)
+            # the agent desk acts on the handoff event: its records exist before the event does
+            await save_state()
+            await send_reply(key, env)
+        else:
+            # The claim already holds the reply and the state after it (resend() restores the
+            # state from it after a crash), so the state write need not delay the answer: one
+            # database round trip less between the customer's message and the reply.
+            await asyncio.gather(save_state(), send_reply(key, env))
         await with_mongo(lambda: transcripts.mark_sent(doc), "transcript write")
         metrics.REPLIES.labels(decision.action, decision.language).inc()
         metrics.MESSAGES.labels(SERVICE, "ok").inc()

@@ -108,6 +108,8 @@ def test_default_server_properties() -> None:
     assert props["log.dirs"] == "/s/data/kafka"
     assert props["auto.create.topics.enable"] == "false"
     assert props["group.initial.rebalance.delay.ms"] == "0"
+    # offset commits are answered at once, not after the coordinator's 5 ms write batching
+    assert props["group.coordinator.append.linger.ms"] == "0"
     assert props["offsets.topic.num.partitions"] == "6"
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["transaction.state.log.replication.factor"] == "1"
