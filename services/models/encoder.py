@@ -51,7 +51,21 @@ def default_providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+_process_threads: int | None = None
+
+
+def set_default_threads(threads: int) -> None:
+    """Intra-op threads for every session this process creates from now on (services set
+    KEFU_INFERENCE_THREADS; training and benchmarks keep the default)."""
+    global _process_threads
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    _process_threads = threads
+
+
 def default_threads() -> int:
+    if _process_threads is not None:
+        return _process_threads
     return max(1, min(2, os.cpu_count() or 1))
 
 

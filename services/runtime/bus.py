@@ -341,6 +341,9 @@ def run_worker(stage: Stage) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+    from services.models.encoder import set_default_threads
+
+    set_default_threads(stage.settings.inference_threads)
     worker = faust.Worker(
         stage.app,
         loglevel=stage.settings.log_level.lower(),

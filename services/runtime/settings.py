@@ -79,6 +79,10 @@ class Settings:
     # request, and under load batches form while a request is in flight. Measured at 7 msg/s:
     # 5 ms added ~10 ms end to end (p50 67 -> 95 ms) for no CPU saving in `kefu bench bus`.
     producer_linger_ms: int = 0
+    # onnxruntime intra-op threads per model in a service. One: at batch 1 a second thread
+    # made the nlu models slower (9.8 → 11.3 ms wall) for 60 % more CPU on 2 cores, and
+    # batched it saved wall time only with an idle core to spare; scale a stage by its pods.
+    inference_threads: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 0  # 0: the service's default from DEFAULT_WEB_PORTS
     state_dir: str = ".kefu"
@@ -147,6 +151,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"KEFU_MAX_TEXT_CHARS={s.max_text_chars}: expected 100..100000")
     if not 0 <= s.producer_linger_ms <= 1000:
         raise SettingsError(f"KEFU_PRODUCER_LINGER_MS={s.producer_linger_ms}: expected 0..1000")
+    if not 1 <= s.inference_threads <= 64:
+        raise SettingsError(f"KEFU_INFERENCE_THREADS={s.inference_threads}: expected 1..64")
     if not 10 <= s.orders_deadline_ms <= 60_000:
         raise SettingsError(f"KEFU_ORDERS_DEADLINE_MS={s.orders_deadline_ms}: expected 10..60000")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

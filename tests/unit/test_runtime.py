@@ -27,3 +27,21 @@ def test_settings_defaults_and_validation() -> None:
         load_settings({"KEFU_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
     with pytest.raises(SettingsError, match="KEFU_KAFKA_BOOTSTRAP"):
         load_settings({"KEFU_KAFKA_BOOTSTRAP": "localhost"})
+    assert s.inference_threads == 1
+    assert load_settings({"KEFU_INFERENCE_THREADS": "2"}).inference_threads == 2
+    with pytest.raises(SettingsError, match="KEFU_INFERENCE_THREADS"):
+        load_settings({"KEFU_INFERENCE_THREADS": "0"})
+
+
+def test_a_service_sets_the_inference_threads_of_the_sessions_it_creates() -> None:
+    from services.models import encoder
+
+    before = encoder._process_threads
+    try:
+        encoder.set_default_threads(1)
+        assert encoder.default_threads() == 1
+        assert encoder.session_options(encoder.default_threads()).intra_op_num_threads == 1
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            encoder.set_default_threads(0)
+    finally:
+        encoder._process_threads = before

@@ -167,6 +167,7 @@ KEFU_MONGO_DB: {{ .Values.mongo.database | quote }}
 KEFU_ORDERS_ADDR: {{ include "kefu.ordersAddr" . | quote }}
 KEFU_ORDERS_DEADLINE_MS: {{ .Values.config.ordersDeadlineMs | quote }}
 KEFU_PRODUCER_LINGER_MS: {{ .Values.config.producerLingerMs | quote }}
+KEFU_INFERENCE_THREADS: {{ .Values.config.inferenceThreads | quote }}
 KEFU_WEB_HOST: "0.0.0.0"
 KEFU_STATE_DIR: "/var/lib/kefu/state"
 KEFU_CACHE_DIR: "/var/lib/kefu/cache"
