@@ -26,7 +26,6 @@ Two FerretDB 1.24/SQLite facts shape this module (both measured on the dev stack
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,12 +153,19 @@ class OrderRepository:
         listed = await self.order_lists.find_one({"_id": user_id})
         order_ids = newest_first((listed or {}).get("orders") or [])
         found: list[dict[str, Any]] = []
-        # Fetched by _id in concurrent batches; with a status filter more may be needed.
+        # One {_id: {$in}} lookup per batch (indexed in MongoDB, and in FerretDB on SQLite with
+        # deploy/local/ferretdb patch 0002: 10 orders in ~4 ms instead of ~15 ms for ten
+        # concurrent find_one calls); with a status filter more batches may be needed.
         batch = limit if status is None else max(limit, 10)
         for start in range(0, len(order_ids), batch):
             ids = order_ids[start : start + batch]
-            docs = await asyncio.gather(*(self.get_order(user_id, oid) for oid in ids))
-            found.extend(d for d in docs if d is not None and status in (None, d.get("status")))
+            by_id = {doc["_id"]: doc async for doc in self.orders.find({"_id": {"$in": ids}})}
+            for order_id in ids:  # newest first, as listed
+                doc = by_id.get(order_id)
+                if doc is None or doc.get("user_id") != user_id:
+                    continue  # gone, or not this customer's (never shown to another one)
+                if status in (None, doc.get("status")):
+                    found.append(doc)
             if len(found) >= limit:
                 break
         return found[:limit]

@@ -255,6 +255,34 @@ def test_mongo_lookups_by_id_use_the_id_index(stack: LocalStack) -> None:
         client.close()
 
 
+def test_mongo_id_in_lookups_use_the_id_index_and_keep_their_meaning(stack: LocalStack) -> None:
+    """deploy/local/ferretdb/patches/0002: {_id: {$in: [...]}} of strings is an indexed lookup;
+    anything else (mixed types, other operators alongside) still gives MongoDB's answer."""
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        stack.config.ferretdb.uri, serverSelectionTimeoutMS=5000
+    )
+    try:
+        orders = client["kefu_test"]["orders_in"]
+        orders.insert_many([{"_id": f"ord-{i}", "n": i} for i in range(50)] + [{"_id": 7, "n": -1}])
+        wanted = ["ord-3", "ord-41", "ord-missing", "ord-9"]
+        plan = client["kefu_test"].command(
+            "explain", {"find": "orders_in", "filter": {"_id": {"$in": wanted}}}
+        )
+        steps = " ".join(str(step) for step in plan["queryPlanner"]["Plan"])
+        assert "USING INDEX" in steps and "SCAN" not in steps, steps
+        assert plan["filterPushdown"] is True
+        assert sorted(d["n"] for d in orders.find({"_id": {"$in": wanted}})) == [3, 9, 41]
+        # not pushed down, same answers as before the patch
+        assert sorted(d["n"] for d in orders.find({"_id": {"$in": ["ord-5", 7]}})) == [-1, 5]
+        assert [d["n"] for d in orders.find({"_id": {"$in": ["ord-5"], "$ne": "ord-5"}})] == []
+        assert list(orders.find({"_id": {"$in": []}})) == []
+        # a write by $in narrows the same way
+        assert orders.delete_many({"_id": {"$in": ["ord-1", "ord-2"]}}).deleted_count == 2
+        assert orders.count_documents({}) == 49
+    finally:
+        client.close()
+
+
 def _processes_of(state: Path) -> list[psutil.Process]:
     """Every live process whose command line mentions the (unique, temporary) state dir."""
     found = []
