@@ -12,7 +12,7 @@ from services.models.encoder import Encoder
 from services.models.hotswap import ModelWatcher
 from services.models.intent import IntentModel
 from services.nlu.entities import ProductMatcher
-from services.nlu.understand import fill_nlu, model_text, predict_batch
+from services.nlu.understand import NluOutputs, fill_nlu, model_text, predict_batch
 from services.runtime import metrics
 from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
@@ -90,12 +90,10 @@ def build(settings: Settings) -> Stage:
             valid = await stage.decode_batch(batch)
             if not valid:
                 continue
-            await loop.run_in_executor(executor, _poll, encoders, intents)
-            encoder, intent_model = encoders.current(), intents.current()
             texts = [model_text(env) for _, env in valid]
             infer_started = time.perf_counter()
             outputs = await loop.run_in_executor(
-                executor, predict_batch, encoder, intent_model, texts
+                executor, _poll_and_predict, encoders, intents, texts
             )
             metrics.MODEL_INFERENCE_SECONDS.labels(SERVICE, "encoder+intent").observe(
                 time.perf_counter() - infer_started
@@ -121,6 +119,15 @@ def build(settings: Settings) -> Stage:
             metrics.MESSAGES.labels(SERVICE, "ok").inc(len(valid))
 
     return stage
+
+
+def _poll_and_predict(
+    encoders: ModelWatcher[Encoder], intents: ModelWatcher[IntentModel], texts: list[str]
+) -> NluOutputs:
+    """A newer published version first (hot swap between batches), then the batch: one hand-off
+    to the inference thread per batch."""
+    _poll(encoders, intents)
+    return predict_batch(encoders.current(), intents.current(), texts)
 
 
 def _poll(*watchers: ModelWatcher[Any]) -> None:
