@@ -45,3 +45,15 @@ def test_a_service_sets_the_inference_threads_of_the_sessions_it_creates() -> No
             encoder.set_default_threads(0)
     finally:
         encoder._process_threads = before
+
+
+def test_freeze_heap_exempts_the_live_objects_from_full_collections() -> None:
+    import gc
+
+    from services.runtime.bus import freeze_heap
+
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 1000  # at least the imported modules' objects
+    finally:
+        gc.unfreeze()
