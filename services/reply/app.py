@@ -198,12 +198,19 @@ def build(settings: Settings) -> Stage:
             )
             if current.turn < reply.turn:  # the state write was lost with the crash
                 restored = DialogueState.from_doc(snapshot)
-                await with_mongo(lambda: states.save(restored), "state save")
                 if reply.action == "handoff":
                     await with_mongo(
-                        lambda: states.set_handoff(env.conversation_id, restored.handoff),
-                        "handoff save",
+                        lambda: states.save_with_handoff(restored), "state and handoff save"
                     )
+                else:
+                    await with_mongo(lambda: states.save(restored), "state save")
+        if reply.action == "handoff":  # the crash may have come before the agent desk's record
+            await with_mongo(
+                lambda: handoffs.update_one(
+                    {"_id": env.message_id}, {"$setOnInsert": handoff_doc(env, reply)}, upsert=True
+                ),
+                "handoff record",
+            )
         await send_reply(key, env)
         await with_mongo(lambda: transcripts.mark_sent(record), "transcript write")
         metrics.MESSAGES.labels(SERVICE, "resent").inc()
@@ -254,20 +261,22 @@ def build(settings: Settings) -> Stage:
             return
 
         async def save_state() -> None:
-            await with_mongo(lambda: states.save(state), "state save")
-            if decision.action == "handoff":
-                await with_mongo(
-                    lambda: states.set_handoff(env.conversation_id, state.handoff), "handoff save"
-                )
-                await with_mongo(
+            if decision.action != "handoff":
+                await with_mongo(lambda: states.save(state), "state save")
+                return
+            # the state with its handoff in one write, the agent desk's record beside it
+            await asyncio.gather(
+                with_mongo(lambda: states.save_with_handoff(state), "state and handoff save"),
+                with_mongo(
                     lambda: handoffs.update_one(
                         {"_id": env.message_id},
                         {"$setOnInsert": handoff_doc(env, section)},
                         upsert=True,
                     ),
                     "handoff record",
-                )
-                metrics.HANDOFFS.labels(decision.handoff_reason).inc()
+                ),
+            )
+            metrics.HANDOFFS.labels(decision.handoff_reason).inc()
 
         if decision.action == "handoff":
             # the agent desk acts on the handoff event: its records exist before the event does

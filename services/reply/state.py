@@ -9,9 +9,9 @@ Why MongoDB and not a Faust table:
   small against the 100 ms budget. Turns of one conversation arrive in order on one partition,
   so there is a single writer per conversation at a time.
 
-The handoff fields are written only by ``set_handoff`` / ``release_handoff`` (targeted ``$set``),
-never by ``save``, so a release from the agent desk is not overwritten by a turn that was being
-processed at the same moment.
+The handoff fields are written only by a handoff turn (``save_with_handoff``) and by
+``release_handoff`` (targeted ``$set``), never by ``save``, so a release from the agent desk is
+not overwritten by a turn that was being processed at the same moment.
 """
 
 from __future__ import annotations
@@ -198,10 +198,13 @@ class StateStore:
         doc["updated_at"] = dt.datetime.now(dt.UTC)
         await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
 
-    async def set_handoff(self, conversation_id: str, handoff: Handoff) -> None:
-        await self.collection.update_one(
-            {"_id": conversation_id}, {"$set": {"handoff": asdict(handoff)}}, upsert=True
-        )
+    async def save_with_handoff(self, state: DialogueState) -> None:
+        """A handoff turn: the state and its new handoff in one write (one round trip, and no
+        moment where the turn is saved but the handoff is not)."""
+        doc = state.to_doc()
+        doc.pop("_id")
+        doc["updated_at"] = dt.datetime.now(dt.UTC)
+        await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
 
     async def release_handoff(self, conversation_id: str, agent_id: str) -> bool:
         """The agent hands the conversation back; True when a handoff was active."""
