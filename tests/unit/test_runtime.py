@@ -57,3 +57,15 @@ def test_freeze_heap_exempts_the_live_objects_from_full_collections() -> None:
         assert gc.get_freeze_count() > 1000  # at least the imported modules' objects
     finally:
         gc.unfreeze()
+
+
+def test_readiness_can_leave_out_a_check_that_waits_for_the_others() -> None:
+    from services.runtime.bus import Health
+
+    health = Health("nlu")
+    health.add_check("models", lambda: (True, "loaded"))
+    health.add_check("gc", lambda: (False, "waiting for the other checks"))
+    ok, details = health.readiness()
+    assert not ok and details["gc"] == {"ok": False, "detail": "waiting for the other checks"}
+    ok, details = health.readiness(skip=("gc",))
+    assert ok and "gc" not in details and details["models"]["ok"]
