@@ -64,7 +64,7 @@ def build(settings: Settings) -> Stage:
 
         async def already_seen() -> set[str]:
             # one indexed lookup for the batch (FerretDB on SQLite too, with its patch 0002)
-            cursor = seen.find({"_id": {"$in": sorted(set(ids))}}, {"_id": 1})
+            cursor = seen.find({"_id": {"$in": list(set(ids))}}, {"_id": 1})
             return {d["_id"] async for d in cursor}
 
         done = await retry_until_ok(already_seen, "dedup lookup", set_mongo)

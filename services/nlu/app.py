@@ -126,13 +126,9 @@ def _poll_and_predict(
 ) -> NluOutputs:
     """A newer published version first (hot swap between batches), then the batch: one hand-off
     to the inference thread per batch."""
-    _poll(encoders, intents)
+    encoders.poll()
+    intents.poll()
     return predict_batch(encoders.current(), intents.current(), texts)
-
-
-def _poll(*watchers: ModelWatcher[Any]) -> None:
-    for watcher in watchers:
-        watcher.poll()
 
 
 def _on_swap(model: str):  # type: ignore[no-untyped-def]

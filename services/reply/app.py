@@ -171,6 +171,12 @@ def build(settings: Settings) -> Stage:
                 set_mongo(True, "ok")
             return result
 
+    async def record_handoff(env: Envelope, reply: ReplySection) -> None:
+        """The agent desk's record of a handoff turn; a second write of it changes nothing."""
+        await handoffs.update_one(
+            {"_id": env.message_id}, {"$setOnInsert": handoff_doc(env, reply)}, upsert=True
+        )
+
     async def send_reply(key: bytes, env: Envelope) -> None:
         """Outbound unless forwarding; handoff topic for handoff and forward; wait for acks."""
         action = env.reply.action
@@ -198,19 +204,10 @@ def build(settings: Settings) -> Stage:
             )
             if current.turn < reply.turn:  # the state write was lost with the crash
                 restored = DialogueState.from_doc(snapshot)
-                if reply.action == "handoff":
-                    await with_mongo(
-                        lambda: states.save_with_handoff(restored), "state and handoff save"
-                    )
-                else:
-                    await with_mongo(lambda: states.save(restored), "state save")
+                is_handoff = reply.action == "handoff"
+                await with_mongo(lambda: states.save(restored, handoff=is_handoff), "state save")
         if reply.action == "handoff":  # the crash may have come before the agent desk's record
-            await with_mongo(
-                lambda: handoffs.update_one(
-                    {"_id": env.message_id}, {"$setOnInsert": handoff_doc(env, reply)}, upsert=True
-                ),
-                "handoff record",
-            )
+            await with_mongo(lambda: record_handoff(env, reply), "handoff record")
         await send_reply(key, env)
         await with_mongo(lambda: transcripts.mark_sent(record), "transcript write")
         metrics.MESSAGES.labels(SERVICE, "resent").inc()
@@ -259,34 +256,22 @@ def build(settings: Settings) -> Stage:
             else:
                 metrics.MESSAGES.labels(SERVICE, "duplicate").inc()
             return
-
-        async def save_state() -> None:
-            if decision.action != "handoff":
-                await with_mongo(lambda: states.save(state), "state save")
-                return
-            # the state with its handoff in one write, the agent desk's record beside it
+        save_state = with_mongo(
+            lambda: states.save(state, handoff=decision.action == "handoff"), "state save"
+        )
+        if decision.action == "handoff":
+            # The agent desk acts on the handoff event: the state with its handoff (one write)
+            # and the desk's record exist before the event does.
             await asyncio.gather(
-                with_mongo(lambda: states.save_with_handoff(state), "state and handoff save"),
-                with_mongo(
-                    lambda: handoffs.update_one(
-                        {"_id": env.message_id},
-                        {"$setOnInsert": handoff_doc(env, section)},
-                        upsert=True,
-                    ),
-                    "handoff record",
-                ),
+                save_state, with_mongo(lambda: record_handoff(env, section), "handoff record")
             )
             metrics.HANDOFFS.labels(decision.handoff_reason).inc()
-
-        if decision.action == "handoff":
-            # the agent desk acts on the handoff event: its records exist before the event does
-            await save_state()
             await send_reply(key, env)
         else:
             # The claim already holds the reply and the state after it (resend() restores the
             # state from it after a crash), so the state write need not delay the answer: one
             # database round trip less between the customer's message and the reply.
-            await asyncio.gather(save_state(), send_reply(key, env))
+            await asyncio.gather(save_state, send_reply(key, env))
         await with_mongo(lambda: transcripts.mark_sent(doc), "transcript write")
         metrics.REPLIES.labels(decision.action, decision.language).inc()
         metrics.MESSAGES.labels(SERVICE, "ok").inc()

@@ -9,9 +9,9 @@ Why MongoDB and not a Faust table:
   small against the 100 ms budget. Turns of one conversation arrive in order on one partition,
   so there is a single writer per conversation at a time.
 
-The handoff fields are written only by a handoff turn (``save_with_handoff``) and by
-``release_handoff`` (targeted ``$set``), never by ``save``, so a release from the agent desk is
-not overwritten by a turn that was being processed at the same moment.
+The handoff fields are written only by a handoff turn (``save(..., handoff=True)``) and by
+``release_handoff`` (targeted ``$set``), never by another turn's ``save``, so a release from the
+agent desk is not overwritten by a turn that was being processed at the same moment.
 """
 
 from __future__ import annotations
@@ -190,19 +190,13 @@ class StateStore:
             return DialogueState(conversation_id=conversation_id, user_id=user_id)
         return DialogueState.from_doc(doc)
 
-    async def save(self, state: DialogueState) -> None:
-        """Write everything but the handoff fields (see the module docstring)."""
+    async def save(self, state: DialogueState, *, handoff: bool = False) -> None:
+        """Write everything but the handoff fields (see the module docstring); a handoff turn
+        (``handoff=True``) writes its new handoff in the same update."""
         doc = state.to_doc()
         doc.pop("_id")
-        doc.pop("handoff")
-        doc["updated_at"] = dt.datetime.now(dt.UTC)
-        await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
-
-    async def save_with_handoff(self, state: DialogueState) -> None:
-        """A handoff turn: the state and its new handoff in one write (one round trip, and no
-        moment where the turn is saved but the handoff is not)."""
-        doc = state.to_doc()
-        doc.pop("_id")
+        if not handoff:
+            doc.pop("handoff")
         doc["updated_at"] = dt.datetime.now(dt.UTC)
         await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
 
