@@ -864,7 +864,22 @@ def start_ferretdb(
         f"--sqlite-dir={paths.ferretdb_data}",
         f"--log-level={cfg.log_level}",
     ]
-    return supervisor.start(FERRETDB, argv)
+    return supervisor.start(FERRETDB, argv, env=ferretdb_environment(os.environ))
+
+
+# FerretDB decodes every document it reads into short-lived Go objects, and its live heap is
+# small (~10 MB), so with Go's default GOGC=100 it collects very often: 13 % of its CPU in a
+# profile of `$in` lookups. GOGC=400 (measured, three alternating runs each: server CPU per
+# `$in` of 10 orders 6.3-7.6 -> 4.3-5.0 ms, per find_one 1.28-1.36 -> 1.05-1.13 ms) costs
+# ~12 MB more memory.
+FERRETDB_GOGC = "400"
+
+
+def ferretdb_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """FerretDB's environment: ``base`` plus GOGC, unless the user set GOGC themselves."""
+    env = dict(base)
+    env.setdefault("GOGC", FERRETDB_GOGC)
+    return env
 
 
 # --------------------------------------------------------------------------- readiness

@@ -473,3 +473,9 @@ def test_kafka_command_line(tmp_path: Path) -> None:
     assert argv[argv.index("-cp") + 1] == "/c/libs/*"  # one argument: the JVM expands the *
     assert argv[-2:] == ["kafka.Kafka", "/s.properties"]
     assert f"-Dlog4j2.configurationFile={paths.conf / 'kafka-log4j2.xml'}" in argv
+
+
+def test_ferretdb_collects_less_often_unless_the_user_chose() -> None:
+    env = ls.ferretdb_environment({"PATH": "/usr/bin"})
+    assert env == {"PATH": "/usr/bin", "GOGC": ls.FERRETDB_GOGC}
+    assert ls.ferretdb_environment({"GOGC": "100"})["GOGC"] == "100"
