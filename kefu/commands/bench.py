@@ -173,6 +173,13 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
     help="--find-max: bisections between the last rate within budget and the first over it.",
 )
 @click.option(
+    "--half-max-duration",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="--find-max: seconds of the final run at half the maximum rate (its p99 is reported).",
+)
+@click.option(
     "--no-ceiling",
     is_flag=True,
     help="Skip measuring the encoder alone (the encoder-bound ceiling).",
@@ -180,7 +187,7 @@ def bus(messages: int, repeat: int, partitions: int, timeout: float | None) -> N
 def pipeline(
     rate: float, duration: float, data_path: Path | None, find_max: bool,
     budget_ms: float | None, step_factor: float, reply_timeout: float, active: int,
-    warmup: int, refine_steps: int, no_ceiling: bool,
+    warmup: int, refine_steps: int, half_max_duration: float, no_ceiling: bool,
 ) -> None:  # fmt: skip
     """Open-loop bilingual traffic through the RUNNING stack: latency, loss, CPU, memory."""
     from bench.bus import BenchError
@@ -199,6 +206,7 @@ def pipeline(
         reply_timeout=reply_timeout,
         active=active,
         warmup=warmup,
+        half_max_duration=half_max_duration,
         encoder_ceiling=not no_ceiling,
     )
     try:

@@ -238,3 +238,41 @@ def test_find_max_climbs_then_bisects_towards_the_capacity() -> None:
         search_max_rate(run_at, drain, start=30.0, factor=1.5, max_steps=10, refine_steps=2)
     )
     assert none_best is None and len(never) == 1  # over budget from the start: no bisection
+
+
+def test_find_max_measures_half_the_maximum_for_its_own_duration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reported p99 at half the maximum comes from a run of ``half_max_duration`` seconds,
+    not from one short ladder step (~200 messages: its second or third slowest message)."""
+    import asyncio
+
+    from bench import pipeline
+    from services.runtime.settings import load_settings
+
+    runs: list[tuple[float, float]] = []
+
+    async def run_step(settings, dialogues, order_ids, rate, options, say):  # type: ignore[no-untyped-def]
+        runs.append((rate, options.duration))
+        return {
+            "rate": rate, "achieved_msg_per_s": rate, "within_budget": rate <= 10.0,
+            "lost": 0, "duplicated_replies": 0, "backlog_growing": False,
+            "e2e_ms": {"p50": 60.0, "p99": 90.0},
+        }  # fmt: skip
+
+    async def nothing(*args: object, **kwargs: object) -> None:
+        return None
+
+    monkeypatch.setattr(pipeline, "run_step", run_step)
+    monkeypatch.setattr(pipeline, "check_kafka", nothing)
+    monkeypatch.setattr(pipeline, "_drain_or_fail", nothing)
+    monkeypatch.setattr(pipeline, "check_stack_ready", lambda settings, ports: None)
+    monkeypatch.setattr(pipeline, "customer_order_ids", lambda settings: {})
+    options = pipeline.PipelineOptions(
+        rate=4.0, duration=20.0, find_max=True, warmup=0, encoder_ceiling=False,
+        refine_steps=0, half_max_duration=60.0,
+    )  # fmt: skip
+    summary = asyncio.run(pipeline._run(load_settings(), options, say=lambda s: None))
+    assert {d for _, d in runs[:-1]} == {20.0}  # the ladder keeps --duration
+    assert runs[-1] == (summary["max_rate"] / 2, 60.0)  # then half the maximum, for 60 s
+    assert summary["at_half_max"]["rate"] == summary["max_rate"] / 2
