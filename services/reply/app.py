@@ -197,6 +197,7 @@ def build(settings: Settings) -> Stage:
         """A turn claimed but not confirmed sent (crash in between): send the same reply."""
         reply = json_format.ParseDict(record["reply"], ReplySection(), ignore_unknown_fields=True)
         env.reply.CopyFrom(reply)
+        is_handoff = reply.action == "handoff"
         snapshot = record.get("state_after")
         if snapshot:
             current = await with_mongo(
@@ -204,9 +205,8 @@ def build(settings: Settings) -> Stage:
             )
             if current.turn < reply.turn:  # the state write was lost with the crash
                 restored = DialogueState.from_doc(snapshot)
-                is_handoff = reply.action == "handoff"
                 await with_mongo(lambda: states.save(restored, handoff=is_handoff), "state save")
-        if reply.action == "handoff":  # the crash may have come before the agent desk's record
+        if is_handoff:  # the crash may have come before the agent desk's record
             await with_mongo(lambda: record_handoff(env, reply), "handoff record")
         await send_reply(key, env)
         await with_mongo(lambda: transcripts.mark_sent(record), "transcript write")
