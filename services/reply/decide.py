@@ -32,7 +32,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    what the bot can help with.
 6. greeting / thanks / goodbye → ``answer``.
 7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
-   track_refund, check_invoice, get_invoice): the order id comes from the message's entities or
+   track_refund, check_invoice, get_invoice; delivery_period about one of the customer's orders
+   counts as track_order: "when will my parcel arrive", "我买的耳机什么时候到", an order id, but
+   not "if I order today ..."): the order id comes from the message's entities or
    the pending slot; or, within RECENT_ORDER_TURNS of looking an order up, "it" / "this order" /
    "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
    named); without one → ``ask`` listing the customer's recent orders (ListOrders),
@@ -62,7 +64,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -190,6 +192,30 @@ _BARE_ORDER_ID = re.compile(
     r"\d{10}\s*(?:这个|这单|那个|吧|呢|please|pls)?\s*[。.!！?？]?\s*",
     re.IGNORECASE,
 )
+# "When will my parcel arrive?" is delivery_period in the taxonomy (the Bitext convention), but
+# the customer asks about an order they have, and its tracking answers that. A hypothetical
+# ("if I order today, when will my order arrive?") is a question about delivery times.
+_OWN_PURCHASE = re.compile(
+    r"\bmy\s+(?:\w+\s+){0,2}?(?:orders?|packages?|parcels?|purchases?|items?|deliver(?:y|ies)|"
+    r"shipments?|stuff|things?|box|goods|products?|articles?)\b|"
+    r"\b(?:what|the \w+|the \w+ \w+|everything) i (?:ordered|bought|purchased)\b|"
+    r"我的(?:订单|快递|包裹|货|东西|宝贝|物流)|我(?:买|订|下单|拍)的",
+    re.IGNORECASE,
+)
+_HYPOTHETICAL_ORDER = re.compile(
+    r"\bif (?:i|we) (?:order|buy|purchase|place)|\bbefore i (?:order|buy)|如果|要是|现在下单|今天下单|"
+    r"现在买|今天买|下单的话|买的话",
+    re.IGNORECASE,
+)
+
+
+def asks_when_own_order_arrives(turn: Turn) -> bool:
+    """delivery_period about one of the customer's orders (an order id, "my parcel", "我买的")."""
+    if turn.intent != "delivery_period" or _HYPOTHETICAL_ORDER.search(turn.text):
+        return False
+    return bool(turn.values("order_id")) or bool(_OWN_PURCHASE.search(turn.text))
+
+
 _VAGUE_ORDER_HELP = re.compile(
     r"(?:hi|hello|hey)?[\s,!.]*(?:i\s+)?(?:need|want|have|got|would like)?\s*(?:some\s+)?"
     r"(?:help|a\s+problem|an?\s+issue|a\s+question|questions|problems|issues|trouble)\s+"
@@ -456,6 +482,8 @@ def numbered(labels: Sequence[str]) -> str:
 # -- the policy -----------------------------------------------------------------------------------
 class _Policy:
     def __init__(self, turn: Turn, state: DialogueState, deps: Deps) -> None:
+        if asks_when_own_order_arrives(turn):
+            turn = replace(turn, intent="track_order")  # rule 7 answers it with the tracking
         self.turn = turn
         self.state = state
         self.deps = deps

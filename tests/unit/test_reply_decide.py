@@ -324,6 +324,30 @@ def test_track_with_id_reports_status_carrier_tracking_and_eta() -> None:
     assert "SF Express" in d.text and "顺丰" not in d.text  # the carrier named in English
 
 
+def test_when_will_my_order_arrive_is_answered_with_that_orders_tracking() -> None:
+    # delivery_period in the taxonomy, but about an order the customer has
+    faq = FakeFaq(
+        {"how long": ("faq-delivery-time", "2-5 days."), "多久": ("faq-delivery-time", "2-5天。")}
+    )
+    d = Chat(shop(), faq=faq).say("when will 7730192846 arrive?", "delivery_period")
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192846" and "Nov 26" in d.text
+    d = Chat(shop(), faq=faq).say("when will my parcel get here?", "delivery_period")
+    assert d.action == "ask" and d.order_call is not None and d.order_call.rpc == "ListOrders"
+    zh = Chat(shop(), language="zh", faq=faq)
+    d = zh.say("我买的耳机什么时候到", "delivery_period", products=("P10002",))
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"
+    # general or hypothetical: how long delivery takes
+    for text, language in (
+        ("how long does delivery take?", "en"),
+        ("if I order today, when will my order arrive?", "en"),
+        ("现在下单我的东西多久能到", "zh"),
+    ):
+        d = Chat(shop(), language=language, faq=faq).say(text, "delivery_period")
+        assert d.action in ("faq", "answer") and d.order_call is None, text
+
+
 # -- authorisation --------------------------------------------------------------------------------
 def test_another_users_order_answers_exactly_like_a_missing_one() -> None:
     orders = shop()
