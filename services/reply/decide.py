@@ -198,7 +198,7 @@ _BARE_ORDER_ID = re.compile(
 _OWN_PURCHASE = re.compile(
     r"\bmy\s+(?:\w+\s+){0,2}?(?:orders?|packages?|parcels?|purchases?|items?|deliver(?:y|ies)|"
     r"shipments?|stuff|things?|box|goods|products?|articles?)\b|"
-    r"\b(?:what|the \w+|the \w+ \w+|everything) i (?:ordered|bought|purchased)\b|"
+    r"\b(?:what|the \w+|the \w+ \w+|everything) i (?:ordered|bought|purchased|placed|got)\b|"
     r"我的(?:订单|快递|包裹|货|东西|宝贝|物流)|我(?:买|订|下单|拍)的",
     re.IGNORECASE,
 )
