@@ -708,11 +708,11 @@ def test_seed_is_idempotent_and_indexed(settings: Settings, loop_thread: LoopThr
 
     # the async client the server uses reads the same data
     async def count_users() -> int:
-        return (
-            await async_db(settings)
-            .client[f"{settings.mongo_db}_seed"]["users"]
-            .count_documents({})
-        )
+        client = async_db(settings).client
+        try:
+            return await client[f"{settings.mongo_db}_seed"]["users"].count_documents({})
+        finally:
+            await client.close()  # its monitor tasks would otherwise outlive the test
 
     assert loop_thread.run(count_users()) == first["users"]
     database.client.drop_database(database.name)

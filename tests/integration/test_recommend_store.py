@@ -182,14 +182,18 @@ def test_training_data_merges_behaviour_and_orders(db: Database) -> None:
 def test_async_helpers(settings: Settings) -> None:
     async def scenario() -> tuple[bool, bool, list[str], int]:
         adb = async_db(settings)
-        await ensure_interaction_indexes_async(adb)
-        doc = parse_behavior(_event("u9", "P10005", "purchase", NOW, "evt-async"))
-        first = await save_interaction_async(adb, dict(doc))
-        again = await save_interaction_async(adb, dict(doc))
-        history = await recent_history_async(adb, "u9")
-        await adb["products"].insert_one(_product("P10005", "shoes"))
-        catalog = await load_catalog_async(adb)
-        return first, again, [h.product_id for h in history], len(catalog)
+        try:
+            await ensure_interaction_indexes_async(adb)
+            doc = parse_behavior(_event("u9", "P10005", "purchase", NOW, "evt-async"))
+            first = await save_interaction_async(adb, dict(doc))
+            again = await save_interaction_async(adb, dict(doc))
+            history = await recent_history_async(adb, "u9")
+            await adb["products"].insert_one(_product("P10005", "shoes"))
+            catalog = await load_catalog_async(adb)
+            return first, again, [h.product_id for h in history], len(catalog)
+        finally:
+            # its monitor tasks would otherwise outlive the loop ("Task was destroyed")
+            await adb.client.close()
 
     assert asyncio.run(scenario()) == (True, False, ["P10005"], 1)
 
