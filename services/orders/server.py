@@ -27,6 +27,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     ConnectionFailure,
@@ -415,6 +416,8 @@ class RunningOrders:
     web_port: int
     state: MongoState
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # the MongoDB client ``start`` opened itself (None when the caller passed a database)
+    own_client: AsyncMongoClient[Any] | None = None
 
     async def stop(self, grace_s: float = 2.0) -> None:
         for task in self.tasks:
@@ -424,6 +427,8 @@ class RunningOrders:
                 await task
         await self.grpc_server.stop(grace_s)
         await self.web_runner.cleanup()
+        if self.own_client is not None:
+            await self.own_client.close()  # its monitor tasks end with it, not with the loop
 
 
 async def watch_mongo(
@@ -493,7 +498,10 @@ async def start(
     ``grpc_addr`` "127.0.0.1:0" and ``web_port`` 0 pick free ports (tests); the defaults come
     from settings (KEFU_ORDERS_ADDR, KEFU_WEB_HOST / KEFU_WEB_PORT).
     """
-    db = db if db is not None else async_db(settings)
+    own_client = None
+    if db is None:
+        db = async_db(settings)
+        own_client = db.client
     repo = OrderRepository(db)
     state = MongoState()
     servicer = OrderServicer(repo, state)
@@ -537,7 +545,7 @@ async def start(
         ) from exc
     bound_web_port = int(runner.addresses[0][1])
 
-    running = RunningOrders(server, grpc_port, runner, bound_web_port, state)
+    running = RunningOrders(server, grpc_port, runner, bound_web_port, state, own_client=own_client)
     running.tasks.append(asyncio.create_task(watch_mongo(repo, state, health_servicer)))
     log.info(
         "OrderService listening",
