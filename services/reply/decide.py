@@ -195,6 +195,7 @@ _BARE_ORDER_ID = re.compile(
 # "When will my parcel arrive?" is delivery_period in the taxonomy (the Bitext convention), but
 # the customer asks about an order they have, and its tracking answers that. A hypothetical
 # ("if I order today, when will my order arrive?") is a question about delivery times.
+# Narrower than refers_to_own: "how long to get to me" names no order, and is one too.
 _OWN_PURCHASE = re.compile(
     r"\bmy\s+(?:\w+\s+){0,2}?(?:orders?|packages?|parcels?|purchases?|items?|deliver(?:y|ies)|"
     r"shipments?|stuff|things?|box|goods|products?|articles?)\b|"
