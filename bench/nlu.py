@@ -42,6 +42,7 @@ from typing import Any
 import click
 import numpy as np
 
+from bench.machine import machine
 from services.models import registry
 from services.models.build_encoder import EncoderBuildError, source_weights
 from services.models.encoder import (
@@ -405,10 +406,15 @@ def run_nlu_bench(
     singles = [[t] for t in texts]
     onnx_groups = sorted_groups(encoder, texts, batch_size)
     plain_groups = consecutive_chunks(texts, batch_size)
+    host = machine()
     say(
         f"{len(texts)} texts, mean {np.mean(lengths):.1f} tokens (max {max(lengths)}), "
         f"{threads} threads, batch {batch_size}, encoder {version_dir.name} "
         f"({', '.join(encoder.providers)}, vocabulary {encoder.manifest.get('vocab')})"
+    )
+    say(
+        f"CPU: {host['cpu_model']}, {host['cpus']} cores, int8 dot product: "
+        f"{', '.join(host['int8_dot_product']) or 'none (no VNNI: int8 runs slower)'}"
     )
 
     def onnx_embed(group: list[str]) -> np.ndarray:
@@ -421,6 +427,7 @@ def run_nlu_bench(
     say(f"peak RSS with the ONNX encoder (before torch is loaded): {rss_onnx:.1f} MiB")
     summary: dict[str, Any] = {
         "bench": "nlu",
+        "machine": host,
         "n": len(texts),
         "mean_tokens": round(float(np.mean(lengths)), 1),
         "threads": threads,

@@ -16,7 +16,6 @@ The reliability tests reuse :class:`TrafficDriver` and :func:`analyse`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import math
@@ -33,6 +32,7 @@ from typing import Any
 import psutil
 
 from bench.bus import BenchError, check_kafka, client_kwargs
+from bench.machine import machine
 from bench.traffic import PlannedMessage, load_dialogues, plan_messages
 from services.runtime.settings import (
     TOPIC_DLQ,
@@ -694,26 +694,6 @@ async def warm_up(
     seconds = round(time.monotonic() - started, 1)
     say(f"warm-up: {count} messages in {seconds} s ({len(unanswered)} unanswered)")
     return seconds
-
-
-def machine() -> dict[str, Any]:
-    import platform
-
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-    }
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 async def _run(

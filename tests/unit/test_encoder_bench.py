@@ -45,6 +45,11 @@ def test_cli_prints_figures_and_last_line_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["n"] == 40 and summary["threads"] == 1
+    # int8 speed depends on the CPU's instructions: the figures say what they ran on
+    assert summary["machine"]["cpus"] >= 1 and isinstance(
+        summary["machine"]["int8_dot_product"], list
+    )
+    assert "int8 dot product:" in result.output
     for mode in ("batch1", "batched"):
         figures = summary["onnx_int8"][mode]
         assert figures["texts_per_s"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
