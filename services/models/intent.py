@@ -92,7 +92,9 @@ class IntentModel:
     labels: list[str]  # class order of the head's output
     head: DenseHead | None  # on the sentence embedding; None when ``tuned`` replaces it
     temperature: float
-    bank: np.ndarray  # [m, 384] float16: in-scope training embeddings for the similarity signal
+    # [m, 384] in-scope training embeddings for the similarity signal: float16 on disk, one
+    # float32 copy in memory (BLAS needs float32; keeping both cost the nlu process 10 MB)
+    bank: np.ndarray
     min_confidence: float = 0.0
     min_similarity: float = 0.0
     max_oos_prob: float = 1.0  # out of scope from this out_of_scope probability (1.0: argmax only)
@@ -109,7 +111,7 @@ class IntentModel:
         self._in_scope = np.array(
             [i for i, label in enumerate(self.labels) if label != OUT_OF_SCOPE], dtype=np.int64
         )
-        self._bank32 = np.asarray(self.bank, dtype=np.float32)
+        self.bank = np.asarray(self.bank, dtype=np.float32)
         if (self.head is None) == (self.tuned is None):
             raise ValueError("an intent model has exactly one of a dense head and tuned layers")
 
@@ -164,7 +166,7 @@ class IntentModel:
         x = _as_matrix(embeddings)
         out = np.empty(len(x), dtype=np.float32)
         for start in range(0, len(x), chunk):  # bounds the [chunk, m] similarity matrix
-            out[start : start + chunk] = (x[start : start + chunk] @ self._bank32.T).max(axis=1)
+            out[start : start + chunk] = (x[start : start + chunk] @ self.bank.T).max(axis=1)
         return out
 
     def oos_scores(
