@@ -10,8 +10,9 @@ dim), additive mask, Softmax, erf GELU, LayerNormalization), which is the patter
 transformer optimizer knows how to fuse into Attention / SkipLayerNormalization / BiasGelu.
 That offline fusion (``optimize_model(model_type="bert")``, which needs sympy) does fuse all 12
 attention blocks, 24 skip layer-norms and 12 BiasGelu of this graph, but on the 2-core AVX2 target
-the int8 model then used only ~7-15% less CPU (measured on a shared host), so the build does not
-use it (one dependency less); onnxruntime still fuses BiasGelu and MatMul+Add at load time.
+the int8 model then used only ~7-15% less CPU (measured on a shared host), and on an AVX512-VNNI
+host no less at all (docs/benchmarks.md, "Encoder speed"), so the build does not use it (one
+dependency less); onnxruntime still fuses BiasGelu and MatMul+Add at load time.
 """
 
 from __future__ import annotations
