@@ -52,8 +52,6 @@ MODEL_FILE = "sentiment.npz"
 CONFIG_FILE = "sentiment.json"
 NGRAM_FILE = "ngrams.json"
 LAYERS_GRAPH_FILE = "sentiment_layers.onnx"  # the tuned layers as onnxruntime runs them
-# Fewer long Chinese validation texts than this: one weight for every length (too few to fit).
-MIN_LONG_VALIDATION_ROWS = 50
 
 # --------------------------------------------------------------------------------------------
 # Escalation cues. Chinese cues match as substrings; English ones as whole words, any case.
@@ -177,11 +175,6 @@ class SentimentModel:
     embedding_weight_latin: float = 1.0
     tuned: TunedLayers | None = None
     tuned_from_layer: int = 0
-    # Chinese-script texts with more token states than the tuned layers saw in training
-    # (``long_tokens``) get their own share, chosen on validation: on long reviews the n-gram
-    # head is the stronger side. None: ``embedding_weight`` for every length.
-    long_tokens: int | None = None
-    embedding_weight_long: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -225,23 +218,11 @@ class SentimentModel:
             what = "token-state array" if self.tuned is not None else "embedding row"
             raise ValueError(f"need one {what} per text: got {len(probs)}, {len(texts)} texts")
         if self.ngram is not None:
-            w = self.mixing_weights(texts, [len(s) for s in states] if states is not None else None)
-            probs = w[:, None] * probs + (1.0 - w[:, None]) * self.ngram.probabilities(texts)
+            ngram = self.ngram.probabilities(texts)
+            cjk = np.array([is_cjk(t) for t in texts])
+            w = np.where(cjk, self.embedding_weight, self.embedding_weight_latin)[:, None]
+            probs = w * probs + (1.0 - w) * ngram
         return probs
-
-    def mixing_weights(self, texts: list[str], token_counts: list[int] | None) -> np.ndarray:
-        """The meaning side's share per text: by script, and for Chinese by length when the
-        token counts are known (the tuned layers' states)."""
-        cjk = np.array([is_cjk(t) for t in texts], dtype=bool)
-        w = np.where(cjk, self.embedding_weight, self.embedding_weight_latin)
-        if (
-            self.long_tokens is not None
-            and self.embedding_weight_long is not None
-            and token_counts is not None
-        ):
-            long = cjk & (np.asarray(token_counts) > self.long_tokens)
-            w = np.where(long, self.embedding_weight_long, w)
-        return w.astype(np.float64)
 
     def predict(
         self,
@@ -283,8 +264,6 @@ class SentimentModel:
             "ngram_temperature": self.ngram.temperature if self.ngram is not None else 1.0,
             "embedding_weight": self.embedding_weight,
             "embedding_weight_latin": self.embedding_weight_latin,
-            "long_tokens": self.long_tokens,
-            "embedding_weight_long": self.embedding_weight_long,
             "has_ngram_head": self.ngram is not None,
             "tuned_from_layer": self.tuned_from_layer if self.tuned is not None else None,
             "meta": self.meta,
@@ -326,18 +305,8 @@ class SentimentModel:
             embedding_weight_latin=float(config.get("embedding_weight_latin", 1.0)),
             tuned=tuned,
             tuned_from_layer=int(config.get("tuned_from_layer") or 0),
-            long_tokens=_optional_int(config.get("long_tokens")),
-            embedding_weight_long=_optional_float(config.get("embedding_weight_long")),
             meta=dict(config.get("meta", {})),
         )
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,9 +331,6 @@ class SentimentTrainConfig:
     # tokens; attention cost grows with the square): 10 % of the texts are longer. Measured
     # epochs: 570-605 s for 18.4k texts with the cap, 680-700 s for 17k without it.
     fine_tune_max_tokens: int = 128
-    # Chinese texts longer than that get their own mixing weight (on validation, when there are
-    # enough of them): the n-gram head reads long reviews better than layers trained on 128.
-    long_text_weight: bool = True
 
 
 def negative_vs_not(labels: list[str]) -> list[str]:
@@ -433,19 +399,8 @@ def train_sentiment_model(
         model.ngram.calibrate(texts_val, y_val)
         p_ngram = model.ngram.probabilities(texts_val)
         cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
-        long = np.zeros_like(cjk)
-        if (
-            model.tuned is not None
-            and config.fine_tune_max_tokens is not None
-            and config.long_text_weight
-        ):
-            assert states_val is not None
-            long = cjk & (np.array([len(s) for s in states_val]) > config.fine_tune_max_tokens)
-        model.embedding_weight = _best_weight(p_meaning, p_ngram, y_val, cjk & ~long)
+        model.embedding_weight = _best_weight(p_meaning, p_ngram, y_val, cjk)
         model.embedding_weight_latin = _best_weight(p_meaning, p_ngram, y_val, ~cjk)
-        if long.sum() >= MIN_LONG_VALIDATION_ROWS:
-            model.long_tokens = config.fine_tune_max_tokens
-            model.embedding_weight_long = _best_weight(p_meaning, p_ngram, y_val, long)
 
     probs = model.probabilities(x_val, texts_val, states_val)
     predicted = [labels[i] for i in probs.argmax(axis=1)]
@@ -454,7 +409,6 @@ def train_sentiment_model(
     metrics["negative_vs_not_accuracy"] = binary["accuracy"]
     metrics["embedding_weight"] = model.embedding_weight
     metrics["embedding_weight_latin"] = model.embedding_weight_latin
-    metrics["embedding_weight_long"] = model.embedding_weight_long
     if history:
         metrics["fine_tune_history"] = history
     model.meta = {"config": config.__dict__, "validation": metrics}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -125,27 +124,6 @@ def test_ensemble_learns_and_mixes(trained) -> None:  # type: ignore[no-untyped-
     assert model.ngram is not None
 
 
-def test_long_chinese_texts_get_their_own_mixing_weight(trained) -> None:  # type: ignore[no-untyped-def]
-    model, _ = trained
-    texts = ["质量很差，退货", "质量很差，退货", "terrible quality, returning it"]
-    long_model = dataclasses.replace(
-        model, embedding_weight=0.6, embedding_weight_latin=0.9,
-        long_tokens=128, embedding_weight_long=0.2,
-    )  # fmt: skip
-    # Chinese: short / longer than the tuned layers' training length; Latin script: any length.
-    weights = long_model.mixing_weights(texts, [20, 300, 300])
-    np.testing.assert_allclose(weights, [0.6, 0.2, 0.9])
-    # Without token counts (a dense head has no states) the length is unknown.
-    np.testing.assert_allclose(long_model.mixing_weights(texts, None), [0.6, 0.6, 0.9])
-    # A model saved before the long weight existed mixes as before.
-    np.testing.assert_allclose(
-        dataclasses.replace(long_model, embedding_weight_long=None).mixing_weights(
-            texts, [20, 300, 300]
-        ),
-        [0.6, 0.6, 0.9],
-    )
-
-
 def test_predictions_have_scores_and_escalation(trained) -> None:  # type: ignore[no-untyped-def]
     model, _ = trained
     rng = np.random.default_rng(1)
@@ -161,10 +139,9 @@ def test_predictions_have_scores_and_escalation(trained) -> None:  # type: ignor
 
 
 def test_round_trip_and_input_checks(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model = dataclasses.replace(trained[0], long_tokens=128, embedding_weight_long=0.3)
+    model, _ = trained
     model.save(tmp_path)
     again = SentimentModel.load(tmp_path)
-    assert (again.long_tokens, again.embedding_weight_long) == (128, 0.3)
     x, texts, _ = _synthetic(np.random.default_rng(2), 5)
     np.testing.assert_allclose(
         again.probabilities(x, texts), model.probabilities(x, texts), atol=1e-6
@@ -216,7 +193,6 @@ def test_tuned_layers_replace_the_dense_head_and_round_trip(tmp_path: Path) -> N
     assert len(metrics["fine_tune_history"]) >= 2
     # the label hides in one token of 4-8 (training sees at most 6): attention finds it
     assert metrics["accuracy"] > 0.8, metrics["accuracy"]
-    assert model.embedding_weight_long is None  # no long Chinese validation texts to fit it on
     with pytest.raises(ValueError, match="token states after layer 7"):
         model.predict(pooled[va], texts[va])
     with pytest.raises(ValueError, match="one token-state array per text"):
