@@ -63,6 +63,10 @@ def _detector():  # type: ignore[no-untyped-def]
     return LanguageDetectorBuilder.from_languages(*langs).build()
 
 
+# What detect_language gives three or more Latin words that lingua ranks English first, at least.
+ENGLISH_SENTENCE_CONFIDENCE = 0.8
+
+
 def detect_language(text: str) -> tuple[str, float]:
     """zh | en | other, with a confidence.
 
@@ -90,7 +94,12 @@ def detect_language(text: str) -> tuple[str, float]:
     values = _detector().compute_language_confidence_values(text)
     best = values[0]
     if best.language == Language.ENGLISH:
-        return "en", float(best.value)
+        # lingua spreads its confidence over the Latin-script languages it knows ("how do i
+        # get a refund" 0.36, "my parcel is late again" 0.39), but three or more Latin words,
+        # no Han and English ranked first is a sure English sentence for a zh/en shop: reply
+        # answers in the conversation's language below SURE_LANGUAGE, and a customer who
+        # switched from Chinese to English kept getting Chinese answers.
+        return "en", max(float(best.value), ENGLISH_SENTENCE_CONFIDENCE)
     if best.language == Language.CHINESE:
         return "zh", float(best.value)
     if best.value < 0.6:  # unsure between Latin languages: English is the platform default

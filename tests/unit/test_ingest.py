@@ -86,6 +86,27 @@ def test_language(text: str, lang: str) -> None:
     assert detect_language(text)[0] == lang
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["how do i get a refund", "can I order from Canada?", "my parcel is late again",
+     "where is my refund for it?", "i live in brazil, can i shop here"],
+)  # fmt: skip
+def test_an_english_sentence_is_sure_enough_to_switch_the_reply_language(text: str) -> None:
+    # lingua alone gives these 0.36-0.58; reply keeps the conversation's language below
+    # SURE_LANGUAGE, so a customer switching from Chinese to English got Chinese answers
+    from services.reply.decide import SURE_LANGUAGE
+
+    language, confidence = detect_language(text)
+    assert language == "en" and confidence >= SURE_LANGUAGE
+
+
+def test_a_word_or_two_or_an_order_id_is_not_sure() -> None:
+    from services.reply.decide import SURE_LANGUAGE
+
+    for text in ("ok", "thanks!", "7730192846", "👍"):
+        assert detect_language(text)[1] < SURE_LANGUAGE, text
+
+
 def test_pii_phone_email_card_but_not_order_ids() -> None:
     text = (
         "order 7730192846, call +44 20 7946 0958 or 13812345678, a@b.com, card 4111 1111 1111 1111"
