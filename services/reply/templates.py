@@ -571,12 +571,12 @@ INTENT_ANSWERS: dict[str, T] = {
     },
     "delivery_options": {
         "zh": (
-            "提供标准配送（2-5天）和主要城市次日达加急（15元），满99元包邮，可在结算页选择。",
-            "配送方式有标准配送和次日达加急两种，结算时可选；订单满99元免运费。",
+            "提供标准配送（2-5天）和主要城市次日达加急（15元），满99元包邮，可在结算页选择。部分商品可寄往海外及港澳台，填写地址后结算页会显示能否配送。",
+            "配送方式有标准配送和次日达加急两种，结算时可选；订单满99元免运费。寄往海外或港澳台的话，填好地址后结算页会显示是否支持。",
         ),
         "en": (
-            "We offer standard delivery (2-5 days) and next-day express in major cities (CNY 15); orders over CNY 99 ship free.",
-            "Choose standard delivery or next-day express at checkout; shipping is free over CNY 99.",
+            "We offer standard delivery (2-5 days) and next-day express in major cities (CNY 15); orders over CNY 99 ship free. Some items also ship abroad: checkout shows whether yours can go to your address.",
+            "Choose standard delivery or next-day express at checkout; shipping is free over CNY 99. Shipping abroad? Enter your address and checkout shows whether the item can go there.",
         ),
     },
     "delivery_period": {
