@@ -235,6 +235,14 @@ _NO_REASON = re.compile(
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
+# "please try again" after "the order system is busy" asks for the same request again. The
+# intent model has no label for it and reads it as place_order (0.54) or 再试一次 as
+# place_order (0.71), which would otherwise count as a new request.
+_RETRY = re.compile(
+    r"\b(?:try (?:it |that )?again|retry|one more time|check again|again please)\b|"
+    r"再试|重试|再查|再来一次|再看一下|再看看",
+    re.IGNORECASE,
+)
 
 
 # -- the turn as the policy sees it ---------------------------------------------------------------
@@ -869,7 +877,7 @@ class _Policy:
             p.reason = turn.masked_text[:200]  # "it arrived broken" (complaint-like) is a reason
             return await self.create_return(p)
         if p.awaiting == "retry":
-            if self.switching(p):
+            if self.switching(p) and not _RETRY.search(turn.text):
                 return None
             if p.order_id:
                 return await self.serve(p.intent, p.order_id)

@@ -554,6 +554,30 @@ def test_retry_after_a_short_outage_completes_the_request() -> None:
     assert chat.state.order_failures == 0
 
 
+def test_try_again_retries_whatever_intent_the_model_reads() -> None:
+    # the intent model reads "please try again" as place_order (0.54) and 再试一次 as
+    # place_order (0.71): confident enough to count as a new request without the retry cue
+    orders = shop()
+    orders.down = True
+    chat = Chat(orders)
+    chat.say("where is 7730192846", "track_order")
+    again = chat.say("please try again", "place_order", 0.9)
+    assert again.action == "handoff" and again.handoff_reason == "order_service_down"
+    orders.down = False
+    zh = Chat(orders, language="zh")
+    orders.down = True
+    zh.say("7730192846到哪了", "track_order")
+    orders.down = False
+    done = zh.say("再试一次", "place_order", 0.71)
+    assert done.action == "order" and done.order_call is not None and done.order_call.code == "OK"
+    # a confident new request is still a new request
+    orders.down = True
+    other = Chat(orders)
+    other.say("where is 7730192846", "track_order")
+    d = other.say("which payment methods do you accept", "check_payment_methods", 0.95)
+    assert d.action != "handoff" and d.order_call is None
+
+
 # -- style ------------------------------------------------------------------------------------------
 def test_never_the_same_sentence_on_consecutive_turns() -> None:
     chat = Chat(shop(), faq=FakeFaq({"pay": ("faq-payment-methods", "Alipay, WeChat Pay, cards.")}))
