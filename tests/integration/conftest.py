@@ -39,13 +39,36 @@ def _free(port: int) -> bool:
     return True
 
 
-def _free_run(count: int) -> int:
-    """A base port with ``count`` consecutive free ports (Kafka uses port, +1, +2)."""
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        if all(_free(base + i) for i in range(count)):
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (32768 on Linux)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _free_run(count: int, taken: frozenset[int] = frozenset()) -> int:
+    """A base port with ``count`` consecutive free ports (Kafka uses port, +1, +2), below the
+    ephemeral range. A port inside it can be lost while its server is down: a client retrying
+    127.0.0.1:P may get P as its own source port and connect to itself (TCP simultaneous
+    open), and the restarted server then fails with "Address already in use". It happened to
+    the broker-restart test with Kafka on 39062."""
+    high = _ephemeral_low() - count
+    for _ in range(500):
+        base = random.randint(20000, high)
+        run = {base + i for i in range(count)}
+        if not run & taken and all(_free(port) for port in run):
             return base
-    raise RuntimeError("no run of free ports found")
+    raise RuntimeError(f"no run of {count} free ports found between 20000 and {high}")
+
+
+def _free_ports(count: int, taken: frozenset[int]) -> list[int]:
+    """``count`` distinct free ports below the ephemeral range, none of ``taken``."""
+    ports: list[int] = []
+    for _ in range(count):
+        port = _free_run(1, taken | frozenset(ports))
+        ports.append(port)
+    return ports
 
 
 @dataclass
@@ -83,7 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
             pytest.fail(f"no {kind} model under {base.models_path}: run `make models` first")
     state = tmp_path_factory.mktemp("kefu-stack")
     kafka = _free_run(3)
-    others = localstack.free_ports(8)
+    # FerretDB, OrderService and the services' web ports: tests restart all of them
+    others = _free_ports(8, frozenset(range(kafka, kafka + 3)))
     settings = replace(
         base,
         kafka_bootstrap=f"127.0.0.1:{kafka}",
