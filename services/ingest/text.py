@@ -63,7 +63,7 @@ def _detector():  # type: ignore[no-untyped-def]
     return LanguageDetectorBuilder.from_languages(*langs).build()
 
 
-# What detect_language gives three or more Latin words that lingua ranks English first, at least.
+# The least confidence detect_language gives 3+ Latin words that lingua ranks English first.
 ENGLISH_SENTENCE_CONFIDENCE = 0.8
 
 
@@ -96,9 +96,10 @@ def detect_language(text: str) -> tuple[str, float]:
     if best.language == Language.ENGLISH:
         # lingua spreads its confidence over the Latin-script languages it knows ("how do i
         # get a refund" 0.36, "my parcel is late again" 0.39), but three or more Latin words,
-        # no Han and English ranked first is a sure English sentence for a zh/en shop: reply
-        # answers in the conversation's language below SURE_LANGUAGE, and a customer who
-        # switched from Chinese to English kept getting Chinese answers.
+        # more of them than Han characters, with English ranked first, is a sure English
+        # sentence for a zh/en shop. Reply answers in the conversation's language below
+        # SURE_LANGUAGE, so a customer who switched from Chinese to English kept getting
+        # Chinese answers.
         return "en", max(float(best.value), ENGLISH_SENTENCE_CONFIDENCE)
     if best.language == Language.CHINESE:
         return "zh", float(best.value)
