@@ -331,6 +331,18 @@ class SentimentTrainConfig:
     # tokens; attention cost grows with the square): 10 % of the texts are longer. Measured
     # epochs: 570-605 s for 18.4k texts with the cap, 680-700 s for 17k without it.
     fine_tune_max_tokens: int = 128
+    # Share of the meaning side in the mix with the n-gram head, for Chinese-script and for
+    # other text. None: chosen on the validation split (lowest log-loss), which is right when
+    # the validation split looks like the traffic, as with a customer's own data. The built-in
+    # model fixes them instead (train.BUILTIN_SENTIMENT_CONFIG says why).
+    mix_weight_cjk: float | None = None
+    mix_weight_latin: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mix_weight_cjk", "mix_weight_latin"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1 (or None), got {value}")
 
 
 def negative_vs_not(labels: list[str]) -> list[str]:
@@ -399,8 +411,16 @@ def train_sentiment_model(
         model.ngram.calibrate(texts_val, y_val)
         p_ngram = model.ngram.probabilities(texts_val)
         cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
-        model.embedding_weight = _best_weight(p_meaning, p_ngram, y_val, cjk)
-        model.embedding_weight_latin = _best_weight(p_meaning, p_ngram, y_val, ~cjk)
+        model.embedding_weight = (
+            _best_weight(p_meaning, p_ngram, y_val, cjk)
+            if config.mix_weight_cjk is None
+            else config.mix_weight_cjk
+        )
+        model.embedding_weight_latin = (
+            _best_weight(p_meaning, p_ngram, y_val, ~cjk)
+            if config.mix_weight_latin is None
+            else config.mix_weight_latin
+        )
 
     probs = model.probabilities(x_val, texts_val, states_val)
     predicted = [labels[i] for i in probs.argmax(axis=1)]

