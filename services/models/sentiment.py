@@ -1,7 +1,7 @@
 """Sentiment head: negative / neutral / positive with scores, plus an escalation signal.
 
-Two classifiers are averaged (weights chosen on the validation split, one for Chinese script
-and one for other text):
+Two classifiers are averaged, with one weight for Chinese script and one for other text
+(chosen on the validation split, except for the built-in model: ``SentimentTrainConfig``):
 
 * on the meaning side, by default the encoder's top four layers fine-tuned for sentiment (in
   numpy, ``services/models/finetune.py``; served by onnxruntime in int8), fed the token states
