@@ -411,15 +411,9 @@ def train_sentiment_model(
         model.ngram.calibrate(texts_val, y_val)
         p_ngram = model.ngram.probabilities(texts_val)
         cjk = np.array([is_cjk(t) for t in texts_val], dtype=bool)
-        model.embedding_weight = (
-            _best_weight(p_meaning, p_ngram, y_val, cjk)
-            if config.mix_weight_cjk is None
-            else config.mix_weight_cjk
-        )
-        model.embedding_weight_latin = (
-            _best_weight(p_meaning, p_ngram, y_val, ~cjk)
-            if config.mix_weight_latin is None
-            else config.mix_weight_latin
+        model.embedding_weight = _mix_weight(config.mix_weight_cjk, p_meaning, p_ngram, y_val, cjk)
+        model.embedding_weight_latin = _mix_weight(
+            config.mix_weight_latin, p_meaning, p_ngram, y_val, ~cjk
         )
 
     probs = model.probabilities(x_val, texts_val, states_val)
@@ -435,11 +429,13 @@ def train_sentiment_model(
     return model, metrics
 
 
-def _best_weight(
-    p_meaning: np.ndarray, p_ngram: np.ndarray, y: np.ndarray, rows: np.ndarray
+def _mix_weight(
+    fixed: float | None, p_meaning: np.ndarray, p_ngram: np.ndarray, y: np.ndarray, rows: np.ndarray
 ) -> float:
-    """Mixing weight of the meaning side with the lowest validation log-loss on ``rows``
-    (1.0, the meaning side alone, when there are none)."""
+    """Share of the meaning side: ``fixed`` when the config sets it, else the one with the
+    lowest validation log-loss on ``rows`` (1.0, the meaning side alone, when there are none)."""
+    if fixed is not None:
+        return fixed
     if not rows.any():
         return 1.0
     return best_mix_weight(p_meaning[rows], p_ngram[rows], y[rows])
