@@ -49,13 +49,14 @@ def parse_inbound(raw: bytes | None) -> Envelope:
 
 def enrich(env: Envelope, max_chars: int) -> Envelope:
     """Normalise text, detect language and PII, and fill the ingest section (in place)."""
-    norm = normalise(env.text, max_chars)
+    raw = env.text
+    norm = normalise(raw, max_chars)
     env.schema_version = codec.SCHEMA_VERSION
     env.text = norm.text
     env.ingest.truncated = norm.truncated
     env.ingest.original_length = norm.original_length
     env.ingest.control_chars_removed = norm.control_chars_removed
-    language, confidence = detect_language(norm.text)
+    language, confidence = detect_language(norm.text, raw)
     env.language = language
     env.ingest.language_confidence = confidence
     spans = find_pii(norm.text)

@@ -46,6 +46,13 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+# Full-width and CJK punctuation (？！，。、【】《》), typed with a Chinese input method (not the
+# curly quotes, which English keyboards type too). NFKC turns the full-width forms into ASCII,
+# so callers look for them in the raw text.
+_CJK_PUNCTUATION = re.compile(r"[\u3001-\u303f\uff01-\uff0f\uff1a-\uff20]")
+# A message with only punctuation typed this way leans Chinese, but not surely: reply keeps the
+# conversation's language below SURE_LANGUAGE (0.7).
+CJK_PUNCTUATION_CONFIDENCE = 0.5
 
 
 @lru_cache(maxsize=1)
@@ -67,13 +74,14 @@ def _detector():  # type: ignore[no-untyped-def]
 ENGLISH_SENTENCE_CONFIDENCE = 0.8
 
 
-def detect_language(text: str) -> tuple[str, float]:
+def detect_language(text: str, raw: str = "") -> tuple[str, float]:
     """zh | en | other, with a confidence.
 
     Script counts decide Chinese and code-mixed messages (the dominant script wins: one Han
     character weighs about as much as one English word); lingua decides among Latin-script
     languages, except for very short messages where it is unreliable and English is the
-    best guess for this platform.
+    best guess for this platform. A message with no words ("？？？", "7730192846。") leans
+    Chinese when ``raw`` (the text before normalisation) has Chinese-input punctuation.
     """
     han = len(_HAN.findall(text))
     kana = len(_KANA.findall(text))
@@ -86,7 +94,9 @@ def detect_language(text: str) -> tuple[str, float]:
     if han and han >= latin_words:
         return "zh", min(1.0, 0.6 + 0.4 * han / (han + latin_words))
     if latin_words == 0:
-        return ("zh", 0.5) if han else ("other", 0.0)
+        if han or _CJK_PUNCTUATION.search(raw or text):
+            return "zh", CJK_PUNCTUATION_CONFIDENCE
+        return "other", 0.0
     if latin_words < 3:
         return "en", 0.6
     from lingua import Language

@@ -112,6 +112,7 @@ def _compile(cues: dict[str, tuple[list[str], list[str]]]) -> dict[str, re.Patte
 _STRONG = _compile(_STRONG_CUES)
 _MILD = _compile(_MILD_CUES)
 _BANGS = re.compile(r"[!！]{3,}|[?？]{3,}|[!！?？]{4,}")
+_WORDS = re.compile(r"[A-Za-z]{2,}|[\u3400-\u9fff]")
 # Three capitalised words in a row ("WHERE IS MY"): acronyms alone (SIM, APP, VIP) are not shouting.
 _CAPS_RUN = re.compile(r"\b[A-Z]{2,}(?:[\s,.!?]+[A-Z]{2,}){2,}\b")
 
@@ -127,7 +128,7 @@ def escalation_cues(text: str) -> list[tuple[str, str]]:
         if m:
             found.append((name, m.group(0)))
     m = _BANGS.search(text)
-    if m:
+    if m and _WORDS.search(text):  # "？？？" alone is a puzzled customer, not a shouting one
         found.append(("shouting", m.group(0)))
     letters = [c for c in text if c.isascii() and c.isalpha()]
     upper_share = sum(c.isupper() for c in letters) / len(letters) if letters else 0.0

@@ -53,6 +53,8 @@ def test_escalation_cues_are_found(text: str, kind: str) -> None:
         "please pursue the delivery",
         "my SIM card and the APP show VIP status, why?",
         "还没在意这条短信",
+        "？？？",  # punctuation alone: puzzled, not shouting (it summoned an agent at once)
+        "!!!!",
     ],
 )
 def test_calm_messages_have_no_cues(text: str) -> None:

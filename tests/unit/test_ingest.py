@@ -107,6 +107,17 @@ def test_a_word_or_two_or_an_order_id_is_not_sure() -> None:
         assert detect_language(text)[1] < SURE_LANGUAGE, text
 
 
+def test_chinese_input_punctuation_alone_leans_chinese_but_not_surely() -> None:
+    from services.reply.decide import SURE_LANGUAGE
+
+    # a new conversation that opens with "？？？" was answered in English
+    for raw in ("？？？", "。。。", "7730192846？", "！！"):
+        language, confidence = detect_language(normalise(raw, 4000).text, raw)
+        assert language == "zh" and confidence < SURE_LANGUAGE, raw
+    for raw in ("???", "7730192846", "“…”", "👍"):
+        assert detect_language(normalise(raw, 4000).text, raw)[0] == "other", raw
+
+
 def test_pii_phone_email_card_but_not_order_ids() -> None:
     text = (
         "order 7730192846, call +44 20 7946 0958 or 13812345678, a@b.com, card 4111 1111 1111 1111"
