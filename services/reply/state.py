@@ -174,6 +174,9 @@ def _pending_from(data: dict[str, Any]) -> Pending:
     return Pending(**values)
 
 
+REPLY_LANGUAGES = ("zh", "en")
+
+
 class StateStore:
     """Async access to ``dialogue_state``."""
 
@@ -183,12 +186,26 @@ class StateStore:
     async def ensure_indexes(self) -> None:
         # agents list the conversations waiting for them
         await self.collection.create_index([("handoff.active", 1), ("handoff.at", 1)])
+        # a new conversation starts in the language of the customer's latest one
+        await self.collection.create_index([("user_id", 1), ("updated_at", -1)])
 
     async def load(self, conversation_id: str, user_id: str) -> DialogueState:
+        """The conversation's state; a new one starts in the customer's last language, so
+        "👍" or an order id alone as the first message is answered in it (reply keeps the
+        conversation's language when a message does not surely show one)."""
         doc = await self.collection.find_one({"_id": conversation_id})
-        if doc is None:
-            return DialogueState(conversation_id=conversation_id, user_id=user_id)
-        return DialogueState.from_doc(doc)
+        if doc is not None:
+            return DialogueState.from_doc(doc)
+        state = DialogueState(conversation_id=conversation_id, user_id=user_id)
+        if user_id:
+            last = await self.collection.find_one(
+                {"user_id": user_id, "language": {"$in": list(REPLY_LANGUAGES)}},
+                projection={"language": 1},
+                sort=[("updated_at", -1)],
+            )
+            if last is not None:
+                state.language = str(last["language"])
+        return state
 
     async def save(self, state: DialogueState, *, handoff: bool = False) -> None:
         """Write everything but the handoff fields (see the module docstring); a handoff turn

@@ -108,6 +108,21 @@ def test_another_users_order_id_gets_the_same_answer_as_a_nonexistent_one(
     assert texts[0].replace(foreign, "#") == texts[1].replace(missing, "#")
 
 
+# -- the language of a new conversation ------------------------------------------------------------
+def test_a_new_conversation_without_words_starts_in_the_customers_last_language(
+    stack: StackHandle,
+) -> None:
+    # "👍👍" or an order id alone shows no language: a Chinese customer's new conversation that
+    # opened with one was answered in English
+    scripts = [
+        Script(f"lang-{user}-{n}", user, lang, "language", [Step("say", text, ("answer",))])
+        for user, lang, first in (("u1001", "zh", "你好"), ("u2001", "en", "hello"))
+        for n, text in enumerate((first, "👍👍"))
+    ]
+    results = play(stack, scripts)
+    assert len(results) == 4 and all(r.ok for r in results), failures(results)
+
+
 # -- handoff --------------------------------------------------------------------------------------------
 def test_during_a_handoff_the_bot_is_silent_and_the_agent_gets_everything(
     stack: StackHandle,
