@@ -164,6 +164,29 @@ _HUMAN_REQUEST = re.compile(
     r"speak to (a|an|someone|somebody)|live agent|customer service rep",
     re.IGNORECASE,
 )
+# "let me speak to your manager NOW" was read as out of scope; checked after the dispute words,
+# so "找你们经理来，我要投诉" stays a dispute (higher priority)
+_MANAGER_REQUEST = re.compile(
+    r"(?:speak|talk|get|put me through|connect me)\s+(?:to|with|me)?\s*(?:your|a|the)\s+"
+    r"(?:manager|supervisor|boss)|(?:找|叫|让|要)你们?的?(?:经理|主管|领导|老板)",
+    re.IGNORECASE,
+)
+# "are you a bot?" / "你是机器人吗": answered (it was handed off, as "real person" matched
+# _HUMAN_REQUEST, or told "I can't help with that") unless the customer also asks for a person
+_ASKS_IF_BOT = re.compile(
+    r"你是(?:不是)?(?:机器人|真人|人工|ai|人)|是(?:不是)?机器人|是真人吗|是人工吗|机器人吗|你是谁|"
+    r"\bwho\s+(?:are|r)\s+(?:you|u)\b|"
+    r"\b(?:are|r)\s+(?:you|u)\s+(?:a\s+|an\s+)?(?:real\s+)?(?:bot|robot|human|person|ai|machine|real)\b|"
+    r"\bis\s+this\s+(?:a\s+|an\s+)?(?:bot|robot|real person|human|ai|machine)\b|"
+    r"\b(?:am i|are we)\s+(?:talking|chatting|speaking)\s+(?:to|with)\s+(?:a\s+|an\s+)?"
+    r"(?:bot|robot|machine|real person|human|person)\b",
+    re.IGNORECASE,
+)
+_WANTS_PERSON = re.compile(
+    r"转人工|找人工|要人工|人工客服|找真人|要真人|\b(?:want|need|give me|let me|connect|transfer|"
+    r"talk to|speak to|talk with|speak with|get me)\b",
+    re.IGNORECASE,
+)
 _QUESTION = re.compile(
     r"[?？]|吗|呢|怎么|如何|什么|多少|哪|能不能|可不可以|是否|"
     r"\b(how|what|when|where|which|why|can i|could i|do you|is there|are there)\b",
@@ -581,6 +604,12 @@ class _Policy:
             return Decision(
                 "forward", f"conversation is with a person ({s.handoff.reason})", self.lang
             )
+        if (
+            _ASKS_IF_BOT.search(turn.text)
+            and not _WANTS_PERSON.search(turn.text)
+            and not turn.escalate
+        ):
+            return self.say("answer", "asked whether it is a bot", "bot_identity")
         trigger = self.handoff_trigger()
         if trigger is not None:
             return trigger
@@ -593,6 +622,11 @@ class _Policy:
         corrected = await self.correction(named)
         if corrected is not None:
             return corrected
+        bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
+        if bare_ids:
+            # an order id alone, nothing asked before it: the customer wants that order's state
+            # (it was read as out of scope and answered "I can't help with that")
+            return await self.serve("track_order", bare_ids[0])
         if followups.yes_or_no(turn.text) is True and (
             turn.out_of_scope or not turn.confident or turn.intent == "greeting"
         ):
@@ -621,6 +655,11 @@ class _Policy:
             and bool(order_ids or recent)
         )
         if not turn.confident and not hinted:
+            # unsure of the intent, but the FAQ may hold the very question: "优惠券用不了是怎么回事"
+            # scored 0.99 on the coupon entry and was asked to choose between three intents
+            hit = await self.faq_hit()
+            if hit is not None:
+                return self.faq_answer(hit, "low intent confidence, but the FAQ answers it")
             return self.low_confidence(self.clarify)
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
@@ -696,6 +735,9 @@ class _Policy:
         if signal or complaint:
             why = f"dispute words: {signal!r}" if signal else "complaint"
             return self.handoff("dispute", why)
+        manager = _MANAGER_REQUEST.search(turn.text)
+        if manager:
+            return self.handoff("customer_request", f"asked for a manager: {manager.group(0)!r}")
         if turn.escalate:
             return self.handoff("negative_sentiment", "sentiment flagged escalation")
         if handoffs.getting_worse(s):

@@ -203,6 +203,24 @@ _STOP = {
     "that",
     "this",
     "order",
+    # what customers say about any order, not one product: "tracking says delivered but nothing
+    # arrived" picked the "Smart watch ... SpO2 tracking" order
+    "tracking",
+    "track",
+    "delivery",
+    "delivered",
+    "shipping",
+    "shipped",
+    "refund",
+    "return",
+    "cancel",
+    "address",
+    "payment",
+    "status",
+    "package",
+    "parcel",
+    "arrived",
+    "invoice",
 }
 
 

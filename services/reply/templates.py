@@ -97,6 +97,16 @@ TEMPLATES: dict[str, T] = {
             "Happy to help. Is it about tracking, changing or cancelling, a return or refund, or an invoice?",
         ),
     },
+    "bot_identity": {
+        "zh": (
+            "我是智能客服助手，可以帮您查订单和物流、退换货、发票、支付和账户问题。想找人工客服的话，回复“转人工”就行。",
+            "您好，我是在线智能助手～订单、配送、退款、发票和账户的问题都可以问我；需要真人服务请回复“转人工”。",
+        ),
+        "en": (
+            "I'm the shop's virtual assistant: I can help with orders and delivery, returns, refunds, invoices, payments and your account. If you'd rather talk to a person, just say \"human agent\".",
+            'I\'m an automated assistant. Ask me about an order, delivery, a refund, an invoice or your account; to reach a member of our team, say "human agent".',
+        ),
+    },
     "nudge": {
         "zh": (
             "请问有什么可以帮您？可以直接说订单、物流、退款或账户的问题。",
@@ -561,12 +571,12 @@ TEMPLATES: dict[str, T] = {
 INTENT_ANSWERS: dict[str, T] = {
     "check_payment_methods": {
         "zh": (
-            "我们支持支付宝、微信支付、银联卡和Visa/Mastercard信用卡，部分城市支持货到付款。",
-            "可以用支付宝、微信、银联卡或Visa/Mastercard付款，部分城市可货到付款。",
+            "我们支持支付宝（含花呗）、微信支付、银联卡和Visa/Mastercard信用卡，部分城市支持货到付款。",
+            "可以用支付宝（含花呗）、微信、银联卡或Visa/Mastercard付款，部分城市可货到付款。",
         ),
         "en": (
-            "We accept Alipay, WeChat Pay, UnionPay cards and Visa/Mastercard; cash on delivery is available in some cities.",
-            "You can pay with Alipay, WeChat Pay, UnionPay or Visa/Mastercard, and in some cities cash on delivery.",
+            "We accept Alipay (Huabei included), WeChat Pay, UnionPay cards and Visa/Mastercard; cash on delivery is available in some cities.",
+            "You can pay with Alipay (Huabei included), WeChat Pay, UnionPay or Visa/Mastercard, and in some cities cash on delivery.",
         ),
     },
     "delivery_options": {

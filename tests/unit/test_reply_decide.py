@@ -679,3 +679,46 @@ def test_an_order_id_carries_a_hesitant_order_intent() -> None:
     assert d.action == "order" and d.order_call is not None and d.order_call.code == "OK"
     d = Chat(shop()).say("Where is order 7730192846?", "track_order", 0.2, ranking=ranking)
     assert d.action == "clarify"
+
+
+# -- session 12's probe: a bare order id first, "are you a bot?", a manager ----------------------
+def test_an_order_id_alone_as_the_first_message_gets_that_orders_state() -> None:
+    # it was read as out of scope and answered "I can't help with that one"
+    d = Chat(shop(), language="zh").say("7730192846", "out_of_scope", 0.55)
+    assert d.action == "order" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192846")
+    assert "SF1234567890123" in d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("are you a real person or a bot", "en"), ("你是机器人吗", "zh"), ("who are you?", "en")],
+)
+def test_asking_whether_it_is_a_bot_is_answered_not_handed_off(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.9)
+    assert d.action == "answer" and d.template_id == "bot_identity"
+    assert bool(CJK.search(d.text)) == (language == "zh")
+
+
+def test_asking_for_a_person_with_the_bot_question_still_hands_off() -> None:
+    d = Chat(shop()).say("are you a bot? i want a human", "contact_human_agent")
+    assert d.action == "handoff" and d.handoff_reason == "customer_request"
+
+
+def test_asking_for_a_manager_hands_off_and_a_complaint_to_one_stays_a_dispute() -> None:
+    d = Chat(shop()).say("let me speak to your manager NOW", "out_of_scope", 0.25)
+    assert d.action == "handoff" and d.handoff_reason == "customer_request"
+    d = Chat(shop(), language="zh").say("找你们经理来，我要投诉", "complaint")
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
+    d = Chat(shop()).say("my manager ordered the earbuds, where are they?", "track_order")
+    assert d.action != "handoff"
+
+
+def test_an_unsure_intent_is_answered_from_the_faq_when_it_holds_the_question() -> None:
+    faq = FakeFaq({"优惠券": ("faq-coupons", "优惠券可在活动页领取。")})
+    chat = Chat(shop(), language="zh", faq=faq)
+    ranking = (("payment_issue", 0.45), ("registration_problems", 0.2))
+    d = chat.say("优惠券用不了是怎么回事", "payment_issue", 0.45, ranking=ranking)
+    assert d.action == "faq" and d.faq_id == "faq-coupons"
+    d = chat.say("那个东西怎么弄", "payment_issue", 0.45, ranking=ranking)
+    assert d.action == "clarify"

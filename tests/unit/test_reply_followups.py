@@ -127,6 +127,15 @@ def test_pick_choice_by_the_word_shoppers_use_for_the_item() -> None:
     assert pick_choice("the headphones", choices) is None
 
 
+def test_words_about_any_order_name_no_product() -> None:
+    watch = OrderChoice(
+        "5520481106", "pending", ["Smart watch GT with heart-rate and SpO2 tracking"], [], ["P3"]
+    )
+    # "tracking" picked the watch, and the bot answered about an unpaid order
+    assert pick_choice("tracking says delivered but nothing arrived", [*CHOICES, watch]) is None
+    assert pick_choice("the smart watch", [*CHOICES, watch]) is watch
+
+
 def test_a_word_every_offered_order_shares_picks_none_of_them() -> None:
     cases = [
         OrderChoice("1", "paid", ["Shockproof bumper case for iPhone 15, black"], [], ["P1"]),
