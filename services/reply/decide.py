@@ -255,6 +255,16 @@ _NO_REASON = re.compile(
     r"(?:the )?(?:first|second|third|last)(?: one)?|[1-3]|ok|好的?|嗯+)[.!。！]*$",
     re.IGNORECASE,
 )
+# Words that say why an item goes back: with them the request itself is the reason
+_RETURN_REASON = re.compile(
+    r"质量|坏了|坏的|破了|破损|有洞|杂音|太差|很差|不合适|尺码|偏大|偏小|太大|太小|不喜欢|不想要|"
+    r"发错|错发|少发|漏发|过期|变质|掉色|褪色|划痕|瑕疵|假货|不符|色差|起球|开线|漏水|不能用|故障|"
+    r"\b(?:broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|"
+    r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|wrong (?:size|item|colou?r)|"
+    r"changed my mind|(?:poor|bad) quality|not as described|(?:stopped|doesn'?t|not) work(?:ing)?|"
+    r"don'?t (?:like|want|need) it)\b",
+    re.IGNORECASE,
+)
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
@@ -639,6 +649,16 @@ class _Policy:
             return self.say(
                 "ask", "order help without a request: asking what is needed", "order_help"
             )
+        if (
+            (turn.out_of_scope or not turn.confident)
+            and self.state.last_order_turn == self.state.turn - 1
+            and self.recent_order()
+            and not looks_like_question(turn.text)
+            and not turn.values("order_id")
+        ):
+            # a remark right after an order was served ("音质差，有杂音" once the return is filed)
+            # was told "I can't help with that one"
+            return self.say("answer", "a remark right after an order answer", "acknowledged")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -888,6 +908,8 @@ class _Policy:
             chosen = followups.pick_items(turn.text, p.items, turn.values("product"))
             if chosen:
                 p.product_ids = [] if len(chosen) == len(p.items) else [c.order_id for c in chosen]
+                if p.reason:  # given with the request
+                    return await self.create_return(p)
                 p.awaiting = "return_reason"
                 return self.say("ask", "items chosen: asking the reason", "ask_return_reason")
             if self.switching(p):
@@ -912,7 +934,11 @@ class _Policy:
             # complaint): only a confident question about something else moves on
             if self.switching(p) and looks_like_question(turn.text):
                 return None
-            if _NO_REASON.search(turn.text.strip()):  # "全部" / "the first one": not a reason
+            names_item_only = not _RETURN_REASON.search(turn.text) and followups.named_items(
+                turn.text, p.items, turn.values("product")
+            )
+            # "全部" / "the first one" / "就是那个降噪的" (naming the item again): not a reason
+            if _NO_REASON.search(turn.text.strip()) or names_item_only:
                 return self.low_confidence(
                     lambda: self.say("ask", "no reason in the message", "ask_return_reason")
                 )
@@ -1046,11 +1072,12 @@ class _Policy:
         self.succeeded()
         s.last_order_id = order_id
         s.last_order_turn = s.turn
-        d = self.after_lookup(intent, call.response)
-        d.order_call = call
+        d = await self.after_lookup(intent, call.response)
+        if d.order_call is None:  # a return created at once carries its own CreateReturn call
+            d.order_call = call
         return d
 
-    def after_lookup(self, intent: str, resp: Any) -> Decision:
+    async def after_lookup(self, intent: str, resp: Any) -> Decision:
         lang, s = self.lang, self.state
         if intent == "track_refund":
             return self.refund_reply(resp)
@@ -1137,7 +1164,7 @@ class _Policy:
                 "ask", "asking for the new address", "ask_address", order_id=oid, current=current
             )
         if intent == "get_refund":
-            return self.start_return(order)
+            return await self.start_return(order)
         raise ValueError(f"not an order intent: {intent}")
 
     def track_reply(self, order: orders_pb2.Order) -> Decision:
@@ -1200,7 +1227,17 @@ class _Policy:
             )
         return self.say("order", "no refund", "refund_none", order_id=oid)
 
-    def start_return(self, order: orders_pb2.Order) -> Decision:
+    def reason_in_request(self) -> str:
+        """The return reason the customer already gave ("耳机音质太差了想退"): this message or
+        one of the last turns that asked for the refund; "" when none did."""
+        texts = [self.turn.masked_text] + [
+            h.text
+            for h in reversed(self.state.history[-RECENT_ORDER_TURNS:])
+            if h.intent == "get_refund"
+        ]
+        return next((t[:200] for t in texts if _RETURN_REASON.search(t)), "")
+
+    async def start_return(self, order: orders_pb2.Order) -> Decision:
         lang, oid, now = self.lang, order.order_id, self.deps.now()
         why = ""
         if order.status in OPEN_STATUSES:
@@ -1226,6 +1263,7 @@ class _Policy:
             )
         items = item_choices(order, lang)
         pending = Pending("get_refund", "return_items", order_id=oid, items=items)
+        pending.reason = self.reason_in_request()
         self.state.pending = pending
         # "return the phone case" / "退全部" choose in the first message; "I want a refund" does not
         chosen = (
@@ -1246,6 +1284,8 @@ class _Policy:
                 labels,
             )
         pending.product_ids = [] if len(chosen) == len(items) else [c.order_id for c in chosen]
+        if pending.reason:  # asking "why?" again made "就是那个降噪的" the recorded reason
+            return await self.create_return(pending)
         pending.awaiting = "return_reason"
         return self.say("ask", "return possible: asking the reason", "ask_return_reason")
 

@@ -722,3 +722,41 @@ def test_an_unsure_intent_is_answered_from_the_faq_when_it_holds_the_question() 
     assert d.action == "faq" and d.faq_id == "faq-coupons"
     d = chat.say("那个东西怎么弄", "payment_issue", 0.45, ranking=ranking)
     assert d.action == "clarify"
+
+
+def test_a_reason_given_with_the_return_request_is_not_asked_for_again() -> None:
+    # "耳机音质太差了想退" then "why?" made "就是那个降噪的" (naming the item) the recorded reason
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    d = chat.say("7730192857的马克杯质量太差了，想退", "get_refund", products=("P10003",))
+    assert d.action == "order" and d.order_call is not None and d.order_call.rpc == "CreateReturn"
+    assert orders.last_request["reason"] == "7730192857的马克杯质量太差了，想退"
+    assert orders.last_request["product_ids"] == ["P10003"]
+    # the reason in the request, the order chosen a turn later
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("the earbuds stopped working, I want to return them", "get_refund")
+    done = chat.say("7730192857", "out_of_scope", 0.5)
+    assert done.action == "ask" and done.template_id == "ask_return_items"
+    done = chat.say("the mug", "out_of_scope", 0.5)
+    assert done.order_call is not None and done.order_call.rpc == "CreateReturn"
+    assert "stopped working" in orders.last_request["reason"]
+
+
+def test_naming_the_item_again_is_no_return_reason() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("I want to return the mug from 7730192857", "get_refund", products=("P10003",))
+    d = chat.say("the mug", "out_of_scope", 0.6, products=("P10003",))
+    assert d.action == "ask" and d.template_id == "ask_return_reason"
+    assert "CreateReturn" not in [c[0] for c in orders.calls]
+
+
+def test_a_remark_right_after_an_order_answer_is_acknowledged_a_question_is_not() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("订单7730192846到哪了", "track_order")
+    d = chat.say("音质差，有杂音", "out_of_scope", 0.38)
+    assert d.action == "answer" and d.template_id == "acknowledged"
+    chat.say("订单7730192846到哪了", "track_order")
+    d = chat.say("明天天气怎么样", "out_of_scope", 0.9)
+    assert d.action == "clarify" and d.template_id == "out_of_scope"
