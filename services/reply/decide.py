@@ -255,11 +255,35 @@ _NO_REASON = re.compile(
     r"(?:the )?(?:first|second|third|last)(?: one)?|[1-3]|ok|好的?|嗯+)[.!。！]*$",
     re.IGNORECASE,
 )
+# A request stated as a bare command ("取消订单", "cancel order"): in a customer's chat it is about
+# their own order, not the FAQ's how-to ("怎么取消订单" scored 0.99 and answered "取消订单")
+_BARE_REQUEST = re.compile(
+    r"(?:请|麻烦)?(?:帮忙|帮我)?(?:取消订单|取消|退款|退货|退钱|查物流|查快递|查订单|改地址|修改地址|"
+    r"开发票|要发票|cancel(?: (?:an|the) order)?|cancel order|refund|return(?: an? item)?|"
+    r"track(?: (?:an|the) order)?|track order|change address|invoice)"
+    r"(?:\s*(?:please|pls|plz|吧|啊|呀|谢谢))?[\s。.!！~～]*",
+    re.IGNORECASE,
+)
+# "where's my <item>" / "我的<item>到哪了": asks after one of the customer's orders
+_WHERE_IS_MY = re.compile(
+    r"\bwhere(?:'?s|\s+is|\s+are|'re)\s+my\b|"
+    r"我的.{1,12}?(?:到哪|在哪|怎么还没到|还没到|还没收到|什么时候到)",
+    re.IGNORECASE,
+)
+# A lead-in with the question still to come ("那个", "我想问下", "quick question")
+_FILLER = re.compile(
+    r"(?:那个|这个|嗯+|呃+|额+|哎|诶|我想问下|我想问一下|想问一下|问一下|问下|请问一下|我想咨询一下|"
+    r"咨询一下|我有个问题|有个问题|我想问个问题|um+|uh+|hm+|so+|well|quick question|i have a question|"
+    r"can i ask (?:you )?(?:something|a question))[\s,，。.!！~～…]*",
+    re.IGNORECASE,
+)
 # Words that say why an item goes back: with them the request itself is the reason
 _RETURN_REASON = re.compile(
     r"质量|坏了|坏的|破了|破损|有洞|杂音|太差|很差|不合适|尺码|偏大|偏小|太大|太小|不喜欢|不想要|"
     r"发错|错发|少发|漏发|过期|变质|掉色|褪色|划痕|瑕疵|假货|不符|色差|起球|开线|漏水|不能用|故障|"
-    r"\b(?:broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|"
+    r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|"
+    r"\b(?:broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|rusty|"
+    r"rusted|rust|smells?|moldy|mouldy|leaks?|leaking|shattered|missing|"
     r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|wrong (?:size|item|colou?r)|"
     r"changed my mind|(?:poor|bad) quality|not as described|(?:stopped|doesn'?t|not) work(?:ing)?|"
     r"don'?t (?:like|want|need) it)\b",
@@ -644,6 +668,12 @@ class _Policy:
             return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
         if not _WORD.search(turn.text):  # emoji or punctuation only: nothing to answer yet
             return self.say("answer", "no words in the message", "nudge")
+        if _FILLER.fullmatch(turn.text.strip()):  # "那个" / "我想问下": the question comes next
+            return self.say("answer", "a lead-in without a question", "nudge")
+        text = turn.text.strip()
+        if _ABANDON.search(text) and len(text) <= 16 and not looks_like_question(text):
+            # "算了不取消了" with nothing pending was read as a new cancellation
+            return self.say("answer", "the customer dropped a request", "acknowledged")
         if _VAGUE_ORDER_HELP.fullmatch(turn.text.strip()) and not turn.values("order_id"):
             # "I have a problem with my order" names no request: the classifier guesses one
             return self.say(
@@ -659,6 +689,10 @@ class _Policy:
             # a remark right after an order was served ("音质差，有杂音" once the return is filed)
             # was told "I can't help with that one"
             return self.say("answer", "a remark right after an order answer", "acknowledged")
+        unsure = not turn.confident or (turn.out_of_scope and turn.confidence < 0.5)
+        if unsure and _WHERE_IS_MY.search(turn.text):
+            # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
+            return await self.ask_which_order("track_order")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -688,7 +722,7 @@ class _Policy:
                 return await self.serve(turn.intent, order_ids[0])
             if recent:  # "ok, cancel it" / "那帮我取消吧" right after looking an order up
                 return await self.serve(turn.intent, recent)
-            if not refers_to_own(turn.text):
+            if not refers_to_own(turn.text) and not _BARE_REQUEST.fullmatch(turn.text.strip()):
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
                     return self.faq_answer(hit, f"{turn.intent} asked in general")

@@ -424,7 +424,9 @@ _ZH_REGION = re.compile(r"^(.{2,8}?(?:省|自治区))")
 _ZH_CITY = re.compile(r"(.{2,8}?市)")
 _POSTAL = re.compile(r"\b(\d{5,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b")
 _ADDRESS_LEAD = re.compile(
-    r"^(?:(?:please\s+)?(?:change\s+it\s+|send\s+it\s+|ship\s+it\s+|deliver\s+it\s+)?to[:\s]+|"
+    # "change the address on <order id> to ...": the id is taken out before, "on   to" is left
+    r"^(?:(?:on|for|of)\s+(?:(?:the|my|this|that)\s+)?(?:order\s+)?)?"
+    r"(?:(?:please\s+)?(?:change\s+it\s+|send\s+it\s+|ship\s+it\s+|deliver\s+it\s+)?to[:\s]+|"
     r"new address(?: is)?[:\s]+|the address is[:\s]+|"
     r"改[到成为]|新地址[是:：]?|地址[是:：]|寄到|送到)",
     re.IGNORECASE,

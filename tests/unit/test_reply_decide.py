@@ -81,9 +81,13 @@ def test_one_low_confidence_turn_clarifies_with_top_intents_two_hand_off() -> No
 
 def test_a_confident_turn_resets_the_low_confidence_streak() -> None:
     chat = Chat(shop())
-    chat.say("hmm", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2)))
+    chat.say(
+        "the blue thing", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2))
+    )
     chat.say("hi", "greeting")
-    d = chat.say("hmm", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2)))
+    d = chat.say(
+        "the blue thing", "track_order", 0.3, ranking=(("track_order", 0.3), ("get_refund", 0.2))
+    )
     assert d.action == "clarify"
 
 
@@ -760,3 +764,37 @@ def test_a_remark_right_after_an_order_answer_is_acknowledged_a_question_is_not(
     chat.say("订单7730192846到哪了", "track_order")
     d = chat.say("明天天气怎么样", "out_of_scope", 0.9)
     assert d.action == "clarify" and d.template_id == "out_of_scope"
+
+
+@pytest.mark.parametrize(("text", "language"), [("那个", "zh"), ("我想问下", "zh"), ("um", "en")])
+def test_a_lead_in_without_a_question_is_nudged(text: str, language: str) -> None:
+    # "我想问下" was read as place_order and answered with how to order and suggestions
+    d = Chat(shop(), language=language).say(text, "place_order", 0.74)
+    assert d.action == "answer" and d.template_id == "nudge"
+
+
+def test_dropping_a_request_with_nothing_pending_is_acknowledged() -> None:
+    d = Chat(shop(), language="zh").say("算了不取消了", "cancel_order", 0.66)
+    assert d.action == "answer" and d.template_id == "acknowledged"
+
+
+def test_a_bare_command_is_about_the_customers_order_not_the_faq_how_to() -> None:
+    faq = FakeFaq({"取消订单": ("faq-order-cancel", "发货前可在“我的订单”中取消。")})
+    chat = Chat(shop(), language="zh", faq=faq)
+    d = chat.say("取消订单", "cancel_order")
+    assert d.action == "ask" and d.template_id == "ask_order_choice"
+    d = Chat(shop(), language="zh", faq=faq).say("怎么取消订单", "cancel_order")
+    assert d.action == "faq"
+
+
+def test_a_hacked_account_goes_to_a_person_as_a_dispute() -> None:
+    d = Chat(shop()).say("someone logged into my account and placed orders i didnt make", "")
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
+
+
+def test_where_is_my_item_read_as_out_of_scope_asks_after_that_order() -> None:
+    d = Chat(shop()).say("where's my earbuds", "out_of_scope", 0.34)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"  # the earbuds, named
+    d = Chat(shop()).say("where is my food delivery from meituan", "out_of_scope", 0.93)
+    assert d.action == "clarify"
