@@ -37,8 +37,22 @@ def normalise(raw: str, max_chars: int) -> Normalised:
     original_length = len(cleaned)
     truncated = original_length > max_chars
     if truncated:
-        cleaned = cleaned[:max_chars]
+        cleaned = head_and_tail(cleaned, max_chars)
     return Normalised(cleaned, original_length, truncated, removed)
+
+
+TRUNCATION_MARK = " … "
+
+
+def head_and_tail(text: str, max_chars: int) -> str:
+    """The first quarter and the last three quarters of ``max_chars``: a rant states its request
+    at the end ("… I have been waiting forever. Where is my order?"), which keeping only the
+    start cut off."""
+    if len(text) <= max_chars:
+        return text
+    room = max_chars - len(TRUNCATION_MARK)
+    head = room // 4
+    return text[:head] + TRUNCATION_MARK + text[len(text) - (room - head) :]
 
 
 # -- language --------------------------------------------------------------------------------

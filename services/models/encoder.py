@@ -152,10 +152,14 @@ class Encoder:
         return cls.load(registry.current_dir(models_root, "encoder"), threads=threads)
 
     def token_ids(self, texts: Sequence[str], prefix: str = QUERY_PREFIX) -> list[list[int]]:
-        """Token ids with specials, truncated to ``max_length`` (what ``embed`` feeds)."""
+        """Token ids with specials, at most ``max_length`` (what ``embed`` feeds): a longer
+        text keeps its first quarter and its end, since a long message tends to state its
+        request last ("… I have been waiting forever. Where is my order?")."""
         _check_texts(texts)
         encodings = self._tokenizer.encode_batch([prefix + t for t in texts])
-        return [e.ids for e in encodings]
+        return [
+            _head_and_tail_ids(e, self.max_length) if e.overflowing else e.ids for e in encodings
+        ]
 
     def embed(
         self,
@@ -210,6 +214,27 @@ class Encoder:
                 for row, i in enumerate(batch):
                     states[int(i)] = result[1][row, : lengths[int(i)]]
         return out, states
+
+
+def _head_and_tail_ids(encoding: Any, max_length: int) -> list[int]:
+    """A truncated encoding's whole text as ids, cut to ``max_length``: the opening special
+    token and a quarter of the room from the start, the rest from the end (closing special
+    included). The tokenizer's overflow chunks hold the rest of the text, each wrapped in its
+    own special tokens; the tokenizer itself is not touched, as other threads may use it."""
+    chunks = [encoding, *encoding.overflowing]
+    content = [
+        i
+        for chunk in chunks
+        for i, special in zip(chunk.ids, chunk.special_tokens_mask, strict=True)
+        if not special
+    ]
+    first = [i for i, sp in zip(encoding.ids, encoding.special_tokens_mask, strict=True) if sp]
+    opening, closing = first[:1], first[1:]
+    ids = opening + content + closing
+    if len(ids) <= max_length:
+        return ids
+    head = max_length // 4
+    return ids[:head] + ids[len(ids) - (max_length - head) :]
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -98,6 +98,19 @@ def test_awkward_inputs_embed_to_unit_vectors(encoder: Encoder) -> None:
     assert max(len(ids) for ids in encoder.token_ids(texts)) == 512
 
 
+def test_a_long_text_keeps_its_start_and_its_end(encoder: Encoder) -> None:
+    # the request of a rant comes last: keeping only the first 512 tokens lost it
+    rant = "I have been waiting forever. " * 150 + "Where is my order?"
+    ids = encoder.token_ids([rant, "太慢了" * 3000 + "到底什么时候发货"])
+    tokenizer = encoder._tokenizer
+    assert [len(x) for x in ids] == [512, 512]
+    assert tokenizer.decode(ids[0]).startswith("query: I have been waiting")
+    assert tokenizer.decode(ids[0]).endswith("Where is my order?")
+    assert tokenizer.decode(ids[1]).endswith("到底什么时候发货")
+    short = encoder.token_ids(["where is my order?"])[0]
+    assert short == tokenizer.encode("query: where is my order?").ids
+
+
 def test_batched_order_matches_one_by_one(encoder: Encoder) -> None:
     long = "a much longer message about a parcel that never arrived " * 5
     texts = [*FRESH_TEXTS, "hi", "谢谢", long]

@@ -58,9 +58,11 @@ def test_valid_message_is_enriched() -> None:
 
 
 def test_long_text_is_truncated_and_flagged_not_dropped() -> None:
-    env = enrich(parse_inbound(inbound(text="太慢了" * 3000)), 4000)
+    env = enrich(parse_inbound(inbound(text="太慢了" * 3000 + "到底什么时候发货")), 4000)
     assert len(env.text) == 4000
-    assert env.ingest.truncated and env.ingest.original_length == 9000
+    assert env.ingest.truncated and env.ingest.original_length == 9008
+    # the end, where a rant asks its question, is kept with the start
+    assert env.text.startswith("太慢了") and env.text.endswith("到底什么时候发货")
 
 
 def test_normalise_nfkc_and_control_characters() -> None:
