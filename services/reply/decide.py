@@ -4,12 +4,16 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 
 1. Handoff active (a person has the conversation) → ``forward``: the message goes to
    kefu.handoff.v1 and the bot says nothing, until the agent desk sends ``release``.
+1b. "Are you a bot?" / "你是机器人吗" / "who are you" → ``answer`` saying what the bot is and how
+   to reach a person, unless the message also asks for one or sentiment escalates.
 2. Handoff triggers → ``handoff`` (reason):
    - intent contact_human_agent (confident) or an explicit "转人工" / "talk to a person" →
      customer_request;
-   - dispute words (charged twice, chargeback, lawyer, 重复扣款, 投诉到消协 ...) → dispute, after
+   - dispute words (charged twice, chargeback, lawyer, 重复扣款, 投诉到消协, a hacked account,
+     orders the customer did not place ...) → dispute, after
      an apology; so does intent complaint (confident) unless the bot just asked a question (a
      return reason such as "it arrived broken" reads like a complaint but answers the question);
+   - a manager or supervisor asked for ("叫你们经理来") → customer_request;
    - sentiment ``escalate``, or negative NEGATIVE_TURNS_FOR_HANDOFF turns running →
      negative_sentiment.
 3. A question of the bot is pending (which order, yes/no, new address, which items, reason, retry):
@@ -22,8 +26,15 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    order is chosen is kept for it.
 3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
    of the customer's orders, a message naming another of them ("no, the mug one") that is not a
-   confident different request repeats the request for that order.
-4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): the 2nd in a row →
+   confident different request repeats the request for that order. An order id alone with no
+   such request before it → track_order for it (rule 7).
+3c. Messages with nothing to classify: "ok" / "好的" → ``answer`` (acknowledged); emoji or
+   punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
+   "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
+   out-of-scope remark that is no question right after an order was served → ``answer``
+   (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7).
+4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
+   matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
    a message with an order id, or one saying "it" / "my order" right after an order was looked
    up (rule 7), whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE goes on as that
@@ -39,12 +50,14 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
    named); without one → ``ask`` listing the customer's recent orders (ListOrders),
    unless the message names a product that picks exactly one of them, or is a general question
-   (no "我" / "my" / "I") that the FAQ answers above threshold → ``faq``. With one → OrderService:
+   (no "我" / "my" / "I", and not a bare command such as "取消订单") that the FAQ answers above
+   threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
    ``order``; cancel → GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
    CancelOrder (``order``), no → ``answer``; change address → ``ask`` the new address, ``ask``
    to confirm it, then ChangeShippingAddress (``order``); get_refund → delivered and inside the
-   window: ``ask`` which items (several lines), ``ask`` why, then CreateReturn (``order``).
+   window: ``ask`` which items (several lines), ``ask`` why unless the request already said
+   ("耳机音质太差了想退"), then CreateReturn (``order``).
    NOT_FOUND → ``order`` saying it is not one of their orders (same words whether the order
    exists for someone else or not). The user_id is always the conversation's.
    The order system failing (UNAVAILABLE, DEADLINE_EXCEEDED, breaker open) → ``order`` "system
@@ -54,7 +67,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    from the intent's template.
 
 Every reply is in the customer's language (envelope language zh → zh, anything else → en; a
-message whose language ingest is unsure of, like "ok" or an order id, keeps the conversation's),
+message whose language ingest is unsure of, like "ok" or an order id, keeps the conversation's,
+and a new conversation starts in the customer's last one),
 starts with an apology when the sentiment is clearly negative, never repeats the previous reply word for
 word (template variants rotate), and ends with the recommendations when recommend attached some.
 """
