@@ -23,6 +23,10 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 COLLECTION = "dialogue_state"
+# Each customer's latest conversation language, by user_id: a new conversation starts in it.
+# A lookup by _id, since a query on dialogue_state by user_id sorted by time took 125 ms on
+# FerretDB with 626 conversations (measured), and grows with them.
+USER_LANGUAGE_COLLECTION = "user_language"
 # How many past turns the state remembers for the handoff summary and sentiment trend.
 HISTORY_TURNS = 6
 
@@ -100,6 +104,8 @@ class DialogueState:
     last_template_id: str = ""
     last_reply_text: str = ""
     history: list[PastTurn] = field(default_factory=list)
+    # the language when loaded (not stored): save records the customer's language on a change
+    loaded_language: str = field(default="", repr=False, compare=False)
 
     def remember(self, past: PastTurn) -> None:
         self.history.append(past)
@@ -108,6 +114,7 @@ class DialogueState:
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["_id"] = doc.pop("conversation_id")
+        doc.pop("loaded_language")
         return doc
 
     @classmethod
@@ -133,6 +140,7 @@ class DialogueState:
             last_template_id=doc.get("last_template_id", ""),
             last_reply_text=doc.get("last_reply_text", ""),
             history=[PastTurn(**_known(PastTurn, h)) for h in doc.get("history", [])],
+            loaded_language=doc.get("language", ""),
         )
 
     def slots(self) -> dict[str, str]:
@@ -182,12 +190,11 @@ class StateStore:
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.collection = db[COLLECTION]
+        self.user_languages = db[USER_LANGUAGE_COLLECTION]
 
     async def ensure_indexes(self) -> None:
         # agents list the conversations waiting for them
         await self.collection.create_index([("handoff.active", 1), ("handoff.at", 1)])
-        # a new conversation starts in the language of the customer's latest one
-        await self.collection.create_index([("user_id", 1), ("updated_at", -1)])
 
     async def load(self, conversation_id: str, user_id: str) -> DialogueState:
         """The conversation's state; a new one starts in the customer's last language, so
@@ -198,13 +205,9 @@ class StateStore:
             return DialogueState.from_doc(doc)
         state = DialogueState(conversation_id=conversation_id, user_id=user_id)
         if user_id:
-            last = await self.collection.find_one(
-                {"user_id": user_id, "language": {"$in": list(REPLY_LANGUAGES)}},
-                projection={"language": 1},
-                sort=[("updated_at", -1)],
-            )
-            if last is not None:
-                state.language = str(last["language"])
+            last = await self.user_languages.find_one({"_id": user_id})
+            if last is not None and last.get("language") in REPLY_LANGUAGES:
+                state.language = state.loaded_language = str(last["language"])
         return state
 
     async def save(self, state: DialogueState, *, handoff: bool = False) -> None:
@@ -214,8 +217,16 @@ class StateStore:
         doc.pop("_id")
         if not handoff:
             doc.pop("handoff")
-        doc["updated_at"] = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        doc["updated_at"] = now
         await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
+        if state.user_id and state.language and state.language != state.loaded_language:
+            await self.user_languages.update_one(
+                {"_id": state.user_id},
+                {"$set": {"language": state.language, "at": now}},
+                upsert=True,
+            )
+            state.loaded_language = state.language
 
     async def release_handoff(self, conversation_id: str, agent_id: str) -> bool:
         """The agent hands the conversation back; True when a handoff was active."""
