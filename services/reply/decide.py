@@ -284,6 +284,14 @@ _WHERE_IS_MY = re.compile(
     r"我的.{1,12}?(?:到哪|在哪|怎么还没到|还没到|还没收到|什么时候到)",
     re.IGNORECASE,
 )
+_ORDER_ID_IN_TEXT = re.compile(r"(?<!\d)\d{10}(?!\d)")
+# "thanks but that didn't solve anything" / "谢谢 但还是没解决": not thanks, the problem is open
+_NOT_RESOLVED = re.compile(
+    r"\b(?:didn'?t|did not|doesn'?t|does not|not|hasn'?t|has not|won'?t)\s+"
+    r"(?:solve|help|fix|answer|work|resolve)|\bnot (?:solved|resolved|fixed|helpful)\b|"
+    r"没(?:有)?(?:解决|帮上|帮到|用)|不管用|还是不行|还是没(?:解决|用|到)|问题还在",
+    re.IGNORECASE,
+)
 # A lead-in with the question still to come ("那个", "我想问下", "quick question")
 _FILLER = re.compile(
     r"(?:那个|这个|嗯+|呃+|额+|哎|诶|我想问下|我想问一下|想问一下|问一下|问下|请问一下|我想咨询一下|"
@@ -682,6 +690,11 @@ class _Policy:
             return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
         if not _WORD.search(turn.text):  # emoji or punctuation only: nothing to answer yet
             return self.say("answer", "no words in the message", "nudge")
+        if _NOT_RESOLVED.search(turn.text) and turn.intent in SMALL_TALK | {"out_of_scope", ""}:
+            # read as thanks (and answered with product suggestions); twice → a person
+            return self.low_confidence(
+                lambda: self.say("answer", "the customer says it is not solved", "not_resolved")
+            )
         if _FILLER.fullmatch(turn.text.strip()):  # "那个" / "我想问下": the question comes next
             return self.say("answer", "a lead-in without a question", "nudge")
         text = turn.text.strip()
@@ -1002,7 +1015,9 @@ class _Policy:
 
     def address_in_turn(self) -> dict[str, str] | None:
         """A new address in this message (order ids taken out: they are not house numbers)."""
-        return followups.parse_address(re.sub(r"\d{10}", " ", self.turn.text), self.lang)
+        # exactly ten digits: an 11-digit phone number lost its first ten ("张三 13912345678"
+        # became "张三  8" in the address)
+        return followups.parse_address(_ORDER_ID_IN_TEXT.sub(" ", self.turn.text), self.lang)
 
     def with_choices(self, d: Decision, labels: list[str]) -> Decision:
         d.choices = labels

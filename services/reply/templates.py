@@ -107,6 +107,16 @@ TEMPLATES: dict[str, T] = {
             'I\'m an automated assistant. Ask me about an order, delivery, a refund, an invoice or your account; to reach a member of our team, say "human agent".',
         ),
     },
+    "not_resolved": {
+        "zh": (
+            "抱歉没能帮到您。能再具体说说遇到的问题吗？需要人工客服的话，回复“转人工”就行。",
+            "不好意思，问题还没解决。麻烦再描述一下情况，或者回复“转人工”找人工客服。",
+        ),
+        "en": (
+            "Sorry that didn't help. Could you tell me a bit more about the problem? If you'd rather talk to a person, just say \"human agent\".",
+            "I'm sorry it's still not sorted. Can you describe what's wrong, or say \"human agent\" to reach our team?",
+        ),
+    },
     "nudge": {
         "zh": (
             "请问有什么可以帮您？可以直接说订单、物流、退款或账户的问题。",

@@ -798,3 +798,26 @@ def test_where_is_my_item_read_as_out_of_scope_asks_after_that_order() -> None:
     assert d.order_call.order_id == "7730192812"  # the earbuds, named
     d = Chat(shop()).say("where is my food delivery from meituan", "out_of_scope", 0.93)
     assert d.action == "clarify"
+
+
+def test_thanks_but_not_solved_is_no_thanks_and_twice_goes_to_a_person() -> None:
+    chat = Chat(shop())
+    d = chat.say("thanks but that didn't solve anything", "thanks", 0.98)
+    assert d.action == "answer" and d.template_id == "not_resolved"
+    d = chat.say("还是没解决", "out_of_scope", 0.6, language="zh")
+    assert d.action == "handoff" and d.handoff_reason == "low_confidence"
+    # a request that says what did not work is still that request
+    d = Chat(shop()).say("the tracking link doesn't work, where is 7730192846", "track_order")
+    assert d.action == "order"
+
+
+def test_a_phone_number_in_a_new_address_is_not_cut_as_an_order_id() -> None:
+    chat = Chat(shop(), language="zh")
+    d = chat.say(
+        "订单7730192812的地址改一下 改成 杭州市西湖区文三路100号 张三 13912345678",
+        "change_shipping_address",
+    )
+    assert d.action == "ask" and "文三路100号" in d.text
+    pending = chat.state.pending
+    assert pending is not None and pending.address.get("phone") == "13912345678"
+    assert not pending.address["line1"].endswith("8"), pending.address
