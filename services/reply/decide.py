@@ -602,7 +602,9 @@ class _Policy:
                 d.text = (
                     tpl.render("apology", self.lang, {}, s.rotation) + _space(self.lang) + d.text
                 )
-            if d.action in ("answer", "faq", "order") and turn.recommendations:
+            # not after "that didn't solve anything": recommend read it as a happy "thanks"
+            suggest = d.action in ("answer", "faq", "order") and d.template_id != "not_resolved"
+            if suggest and turn.recommendations:
                 items = [
                     recommendation_text(r, self.lang)
                     for r in turn.recommendations[:MAX_RECOMMENDATIONS]

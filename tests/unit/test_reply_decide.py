@@ -802,8 +802,10 @@ def test_where_is_my_item_read_as_out_of_scope_asks_after_that_order() -> None:
 
 def test_thanks_but_not_solved_is_no_thanks_and_twice_goes_to_a_person() -> None:
     chat = Chat(shop())
-    d = chat.say("thanks but that didn't solve anything", "thanks", 0.98)
+    offers = (Recommended("Ceramic Mug", "popular"),)
+    d = chat.say("thanks but that didn't solve anything", "thanks", 0.98, recommendations=offers)
     assert d.action == "answer" and d.template_id == "not_resolved"
+    assert "Ceramic Mug" not in d.text  # no suggestions for an unhappy customer
     d = chat.say("还是没解决", "out_of_scope", 0.6, language="zh")
     assert d.action == "handoff" and d.handoff_reason == "low_confidence"
     # a request that says what did not work is still that request
