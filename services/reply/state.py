@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 COLLECTION = "dialogue_state"
 # Each customer's latest conversation language, by user_id: a new conversation starts in it.
@@ -221,12 +222,18 @@ class StateStore:
         doc["updated_at"] = now
         await self.collection.update_one({"_id": state.conversation_id}, {"$set": doc}, upsert=True)
         if state.user_id and state.language and state.language != state.loaded_language:
-            await self.user_languages.update_one(
-                {"_id": state.user_id},
-                {"$set": {"language": state.language, "at": now}},
-                upsert=True,
-            )
+            await self.remember_language(state.user_id, state.language, now)
             state.loaded_language = state.language
+
+    async def remember_language(self, user_id: str, language: str, at: dt.datetime) -> None:
+        """Upsert the customer's language. Two conversations of one customer on two reply
+        consumers can both insert it at once: the loser's duplicate-key error means the
+        document exists now, so it is updated instead (seen in the kill -9 test on FerretDB)."""
+        change = {"$set": {"language": language, "at": at}}
+        try:
+            await self.user_languages.update_one({"_id": user_id}, change, upsert=True)
+        except DuplicateKeyError:
+            await self.user_languages.update_one({"_id": user_id}, change)
 
     async def release_handoff(self, conversation_id: str, agent_id: str) -> bool:
         """The agent hands the conversation back; True when a handoff was active."""

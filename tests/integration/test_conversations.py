@@ -123,6 +123,29 @@ def test_a_new_conversation_without_words_starts_in_the_customers_last_language(
     assert len(results) == 4 and all(r.ok for r in results), failures(results)
 
 
+def test_first_conversations_of_one_customer_at_once_record_the_language(
+    stack: StackHandle,
+) -> None:
+    # two reply consumers upserting the same new customer raced into a duplicate-key error, which
+    # dead-lettered a valid message in the kill -9 test
+    from services.reply.state import DialogueState, StateStore
+    from services.runtime.mongo import async_db
+
+    user = f"u-lang-{uuid.uuid4().hex[:8]}"
+
+    async def go() -> DialogueState:
+        db = async_db(stack.settings)
+        try:
+            store = StateStore(db)
+            states = [DialogueState(f"{user}-c{n}", user_id=user, language="zh") for n in range(8)]
+            await asyncio.gather(*(store.save(s) for s in states))
+            return await store.load(f"{user}-new", user)
+        finally:
+            await db.client.close()
+
+    assert asyncio.run(go()).language == "zh"
+
+
 # -- handoff --------------------------------------------------------------------------------------------
 def test_during_a_handoff_the_bot_is_silent_and_the_agent_gets_everything(
     stack: StackHandle,
