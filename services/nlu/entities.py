@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
+
 
 @dataclass(frozen=True)
 class Entity:
@@ -25,15 +27,13 @@ class Entity:
 
 
 # -- order ids ----------------------------------------------------------------------------------
-# Order ids on this platform are 10 digits (services.runtime.mongo.ORDER_ID_RE). Longer digit runs
-# (phones, cards) are not order ids, and neither are digits glued to other digits.
-_ORDER_ID = re.compile(r"(?<![\d])(\d{10})(?![\d])")
+# Order ids on this platform are 10 digits: services.runtime.mongo.ORDER_ID_IN_TEXT_RE.
 
 
 def find_order_ids(text: str) -> list[Entity]:
     return [
         Entity("order_id", m.group(1), m.start(1), m.end(1), m.group(1))
-        for m in _ORDER_ID.finditer(text)
+        for m in ORDER_ID_IN_TEXT_RE.finditer(text)
     ]
 
 

@@ -91,6 +91,7 @@ from services.reply import templates as tpl
 from services.reply.faq import FaqHit
 from services.reply.orders_client import OrderCallResult, OrderGateway
 from services.reply.state import DialogueState, Handoff, OrderChoice, PastTurn, Pending
+from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
 
 LOW_CONFIDENCE = 0.5
 # An order id in the message is strong evidence: an order intent this sure is acted on.
@@ -284,7 +285,6 @@ _WHERE_IS_MY = re.compile(
     r"我的.{1,12}?(?:到哪|在哪|怎么还没到|还没到|还没收到|什么时候到)",
     re.IGNORECASE,
 )
-_ORDER_ID_IN_TEXT = re.compile(r"(?<!\d)\d{10}(?!\d)")
 # "thanks but that didn't solve anything" / "谢谢 但还是没解决": not thanks, the problem is open
 _NOT_RESOLVED = re.compile(
     r"\b(?:didn'?t|did not|doesn'?t|does not|not|hasn'?t|has not|won'?t)\s+"
@@ -602,8 +602,9 @@ class _Policy:
                 d.text = (
                     tpl.render("apology", self.lang, {}, s.rotation) + _space(self.lang) + d.text
                 )
-            # not after "that didn't solve anything": recommend read it as a happy "thanks"
-            suggest = d.action in ("answer", "faq", "order") and d.template_id != "not_resolved"
+            # none on a turn the bot did not understand ("that didn't solve anything" was read as
+            # a happy "thanks" by recommend)
+            suggest = d.action in ("answer", "faq", "order") and self.understood
             if suggest and turn.recommendations:
                 items = [
                     recommendation_text(r, self.lang)
@@ -697,29 +698,28 @@ class _Policy:
             return self.low_confidence(
                 lambda: self.say("answer", "the customer says it is not solved", "not_resolved")
             )
-        if _FILLER.fullmatch(turn.text.strip()):  # "那个" / "我想问下": the question comes next
-            return self.say("answer", "a lead-in without a question", "nudge")
         text = turn.text.strip()
+        if _FILLER.fullmatch(text):  # "那个" / "我想问下": the question comes next
+            return self.say("answer", "a lead-in without a question", "nudge")
         if _ABANDON.search(text) and len(text) <= 16 and not looks_like_question(text):
             # "算了不取消了" with nothing pending was read as a new cancellation
             return self.say("answer", "the customer dropped a request", "acknowledged")
-        if _VAGUE_ORDER_HELP.fullmatch(turn.text.strip()) and not turn.values("order_id"):
+        if _VAGUE_ORDER_HELP.fullmatch(text) and not turn.values("order_id"):
             # "I have a problem with my order" names no request: the classifier guesses one
             return self.say(
                 "ask", "order help without a request: asking what is needed", "order_help"
             )
         if (
             (turn.out_of_scope or not turn.confident)
-            and self.state.last_order_turn == self.state.turn - 1
-            and self.recent_order()
+            and s.last_order_id
+            and s.last_order_turn == s.turn - 1
             and not looks_like_question(turn.text)
             and not turn.values("order_id")
         ):
             # a remark right after an order was served ("音质差，有杂音" once the return is filed)
             # was told "I can't help with that one"
             return self.say("answer", "a remark right after an order answer", "acknowledged")
-        unsure = not turn.confident or (turn.out_of_scope and turn.confidence < 0.5)
-        if unsure and _WHERE_IS_MY.search(turn.text):
+        if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")
         if turn.out_of_scope:
@@ -1019,7 +1019,7 @@ class _Policy:
         """A new address in this message (order ids taken out: they are not house numbers)."""
         # exactly ten digits: an 11-digit phone number lost its first ten ("张三 13912345678"
         # became "张三  8" in the address)
-        return followups.parse_address(_ORDER_ID_IN_TEXT.sub(" ", self.turn.text), self.lang)
+        return followups.parse_address(ORDER_ID_IN_TEXT_RE.sub(" ", self.turn.text), self.lang)
 
     def with_choices(self, d: Decision, labels: list[str]) -> Decision:
         d.choices = labels

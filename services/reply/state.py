@@ -23,6 +23,8 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.reply.templates import LANGUAGES
+
 COLLECTION = "dialogue_state"
 # Each customer's latest conversation language, by user_id: a new conversation starts in it.
 # A lookup by _id, since a query on dialogue_state by user_id sorted by time took 125 ms on
@@ -183,9 +185,6 @@ def _pending_from(data: dict[str, Any]) -> Pending:
     return Pending(**values)
 
 
-REPLY_LANGUAGES = ("zh", "en")
-
-
 class StateStore:
     """Async access to ``dialogue_state``."""
 
@@ -207,7 +206,7 @@ class StateStore:
         state = DialogueState(conversation_id=conversation_id, user_id=user_id)
         if user_id:
             last = await self.user_languages.find_one({"_id": user_id})
-            if last is not None and last.get("language") in REPLY_LANGUAGES:
+            if last is not None and last.get("language") in LANGUAGES:
                 state.language = state.loaded_language = str(last["language"])
         return state
 

@@ -22,6 +22,9 @@ from services.runtime.settings import Settings
 # \Z, not $: `$` would accept a trailing newline.
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}\Z")
 ORDER_ID_RE = re.compile(r"^[0-9]{10}\Z")
+# An order id inside free text: exactly 10 digits. Longer digit runs (phones, cards) are not
+# order ids, and neither are digits glued to other digits.
+ORDER_ID_IN_TEXT_RE = re.compile(r"(?<![0-9])([0-9]{10})(?![0-9])")
 PRODUCT_ID_RE = re.compile(r"^P[0-9]{5}\Z")
 CONVERSATION_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
