@@ -78,10 +78,15 @@ _STRONG_CUES: dict[str, tuple[list[str], list[str]]] = {
 _MILD_CUES: dict[str, tuple[list[str], list[str]]] = {
     "repeated": (
         ["第三次", "第四次", "第五次", "第n次", "好几次", "多少次", "无数次", "三番五次", "一而再",
-         "一直没", "到现在都", "催了"],
+         "催了"],
         ["third time", "3rd time", "fourth time", "so many times", "again and again",
-         "still not", "still no", "still haven't", "still hasn't", "how many times",
-         "weeks now", "keep telling"],
+         "how many times", "keep telling"],
+    ),
+    # Reported beside another cue, never a reason alone: "my parcel still hasn't arrived" is
+    # the commonest complaint there is, and it escalated to a person at "urgent".
+    "waiting": (
+        ["一直没", "到现在都", "还是没"],
+        ["still not", "still no", "still haven't", "still hasn't", "still waiting", "weeks now"],
     ),
     "abuse": (
         ["垃圾", "废物", "恶心", "傻逼", "他妈", "妈的", "滚", "去死", "什么玩意", "坑爹"],
@@ -116,6 +121,7 @@ _WORDS = re.compile(r"[A-Za-z]{2,}|[\u3400-\u9fff]")
 # Three capitalised words in a row ("WHERE IS MY"): acronyms alone (SIM, APP, VIP) are not shouting.
 _CAPS_RUN = re.compile(r"\b[A-Z]{2,}(?:[\s,.!?]+[A-Z]{2,}){2,}\b")
 
+_NOT_ALONE = frozenset({"waiting"})
 STRONG_CUE_MIN_NEGATIVE = 0.40
 MILD_CUE_MIN_NEGATIVE = 0.75
 
@@ -140,7 +146,7 @@ def escalation_cues(text: str) -> list[tuple[str, str]]:
 def decide_escalation(negative: float, cues: list[tuple[str, str]]) -> tuple[bool, str]:
     """Escalate on a strong cue with some negativity, or a mild cue with clear negativity."""
     strong = [c for c in cues if c[0] in _STRONG]
-    mild = [c for c in cues if c[0] not in _STRONG]
+    mild = [c for c in cues if c[0] not in _STRONG and c[0] not in _NOT_ALONE]
     fire = (strong and negative >= STRONG_CUE_MIN_NEGATIVE) or (
         mild and negative >= MILD_CUE_MIN_NEGATIVE
     )

@@ -33,6 +33,10 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
    (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7).
+3d. A problem with goods received ("you sent me the wrong item", "屏幕碎了", "衣服有个洞"; not a
+   missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return
+   reason, whatever the intent model read, unless it read a return, refund, cancellation, a
+   person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -48,8 +52,10 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    not "if I order today ..."): the order id comes from the message's entities or
    the pending slot; or, within RECENT_ORDER_TURNS of looking an order up, "it" / "this order" /
    "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
-   named); without one → ``ask`` listing the customer's recent orders (ListOrders),
-   unless the message names a product that picks exactly one of them, or is a general question
+   named); without one → ``ask`` listing the customer's recent orders (ListOrders; for
+   tracking, "还没发货" lists the unshipped ones, "still hasn't arrived" the paid and shipped),
+   unless the message names a product that picks exactly one of them or says "my last order" /
+   "最近那单" (the newest), or is a general question
    (no "我" / "my" / "I", and not a bare command such as "取消订单") that the FAQ answers above
    threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
@@ -303,14 +309,75 @@ _FILLER = re.compile(
 _RETURN_REASON = re.compile(
     r"质量|坏了|坏的|破了|破损|有洞|杂音|太差|很差|不合适|尺码|偏大|偏小|太大|太小|不喜欢|不想要|"
     r"发错|错发|少发|漏发|过期|变质|掉色|褪色|划痕|瑕疵|假货|不符|色差|起球|开线|漏水|不能用|故障|"
-    r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|"
+    r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|货不对|发来的|不是我买的|不是我要的|有个洞|破洞|"
     r"\b(?:broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|rusty|"
     r"rusted|rust|smells?|moldy|mouldy|leaks?|leaking|shattered|missing|"
-    r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|wrong (?:size|item|colou?r)|"
+    r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|"
+    r"wrong (?:size|item|colou?r|product|thing|model|one)s?|not what i (?:ordered|bought)|hole|"
     r"changed my mind|(?:poor|bad) quality|not as described|(?:stopped|doesn'?t|not) work(?:ing)?|"
     r"don'?t (?:like|want|need) it)\b",
     re.IGNORECASE,
 )
+# A problem with goods already received (wrong, damaged, broken, defective): an after-sales
+# request. "you sent me the wrong item" was change_order and offered unshipped orders to change;
+# "快递到了但是屏幕碎了" was track_order. Missing items are not here: nothing to send back, and the
+# FAQ's answer (check for a second parcel, then ask for the rest) serves them.
+_RECEIVED_PROBLEM = re.compile(
+    r"发错|错发|货不对|发来的(?:是|不是|东西|货)|收到的?.{0,10}(?:不对|不是我|坏了|坏的|破了|碎了|裂了|有(?:个|一个|几个)?洞)|"
+    r"(?:屏幕|屏|外壳|盒子里的|东西|商品|宝贝|衣服|杯子|碗|盘子).{0,4}(?:碎了|裂了|坏了|破了)|"
+    r"有(?:个|一个|几个)?(?:洞|破洞|裂缝|裂痕)|不是我(?:买|要|订)的|质量问题|"
+    r"\b(?:sent|shipped|gave|delivered)\s+(?:me\s+)?(?:the\s+|a\s+)?wrong\b|"
+    r"\bwrong\s+(?:item|size|colou?r|product|thing|model|one)s?\b(?:\s+(?:was\s+)?(?:sent|delivered|arrived))?|"
+    r"\bnot what i (?:ordered|bought|paid for)\b|"
+    r"\b(?:arrived|came|is|was|are|were|got it)\s+(?:\w+\s+)?(?:damaged|broken|cracked|shattered|"
+    r"defective|faulty|torn|ripped|smashed|dented)\b|"
+    r"\b(?:damaged|broken|cracked|shattered|defective|faulty)\s+(?:item|product|screen|box|package|parcel)\b|"
+    r"\b(?:has|had|with)\s+(?:a|some)\s+(?:hole|crack|tear)s?\b|\bstopped working\b",
+    re.IGNORECASE,
+)
+_APOLOGY_OPENING = re.compile(
+    r"\s*(?:非常|很|十分|实在)?(?:抱歉|对不起|不好意思)|\s*(?:we'?re|i'?m|we are|i am)\s+"
+    r"(?:so |very |really |truly )?sorry|\s*(?:sorry|apologies|our apologies)\b",
+    re.IGNORECASE,
+)
+# The intents that already read such a message right: a return, a refund, a cancellation, a
+# person asked for, a general question about returns.
+_AFTER_SALES_AS_READ = frozenset(
+    {"get_refund", "track_refund", "cancel_order", "contact_human_agent", "check_refund_policy"}
+)
+# "都一个星期了还没发货" / "my parcel still hasn't arrived": which of the orders can be meant
+_NOT_SHIPPED = re.compile(
+    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|"
+    r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
+    re.IGNORECASE,
+)
+_NOT_ARRIVED = re.compile(
+    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|"
+    r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:yet\s+)?(?:arrived|received|come|"
+    r"been delivered|got(?:ten)? it)\b",
+    re.IGNORECASE,
+)
+# "my last order" / "最近那单" in the request itself: the newest of the orders that fit
+_LATEST_ORDER = re.compile(
+    r"\b(?:my|the)\s+(?:last|latest|most recent|newest|recent)\s+(?:order|purchase)\b|"
+    r"最近(?:的|一个|一次|那个|这个)?(?:订单|那单|这单|一单|买的)|上一(?:个|笔)?(?:订单|单)|最新的?订单|"
+    r"刚(?:刚|才)?(?:买|下单|下|拍)的",
+    re.IGNORECASE,
+)
+
+
+def narrowed_by_status_words(orders: list[orders_pb2.Order], text: str) -> list[orders_pb2.Order]:
+    """The orders a "still not shipped" / "still not here" complaint can be about (all of them
+    when none fits: the customer may be wrong about the state)."""
+    if _NOT_SHIPPED.search(text):
+        fitting = [o for o in orders if o.status in OPEN_STATUSES]
+    elif _NOT_ARRIVED.search(text):
+        fitting = [o for o in orders if o.status in ("paid", "shipped")]
+    else:
+        return orders
+    return fitting or orders
+
+
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
@@ -583,6 +650,8 @@ class _Policy:
         self.understood = True  # False when this turn counts as a low-confidence one
         # a new address given before the order was chosen ("改地址，改成…" then "第二个")
         self.given_address: dict[str, str] = {}
+        # the return reason stated before the bot asked which order ("you sent me the wrong item")
+        self.given_reason = ""
 
     # building replies
     def say(self, action: str, reason: str, template_id: str, **slots: Any) -> Decision:
@@ -596,7 +665,10 @@ class _Policy:
         s, turn = self.state, self.turn
         if d.action != "forward":
             # those two handoff templates apologise already
-            apologetic = d.handoff_reason in ("dispute", "negative_sentiment")
+            # and so do some FAQ answers ("很抱歉给您带来不便。请在签收后…" got two apologies)
+            apologetic = d.handoff_reason in ("dispute", "negative_sentiment") or bool(
+                _APOLOGY_OPENING.match(d.text)
+            )
             sorry = turn.sentiment == "negative" and turn.negative_score >= APOLOGY_NEGATIVE_SCORE
             if sorry and not apologetic:
                 d.text = (
@@ -709,6 +781,8 @@ class _Policy:
             return self.say(
                 "ask", "order help without a request: asking what is needed", "order_help"
             )
+        if _RECEIVED_PROBLEM.search(text) and turn.intent not in _AFTER_SALES_AS_READ:
+            return await self.after_sales(named)
         if (
             (turn.out_of_scope or not turn.confident)
             and s.last_order_id
@@ -759,6 +833,20 @@ class _Policy:
         if turn.intent in INFO_INTENTS:
             return await self.inform(turn.intent)
         return self.low_confidence(self.clarify)  # an intent this policy does not know
+
+    async def after_sales(self, named: str) -> Decision:
+        """A wrong, damaged or broken item received: a return of that order, its reason the
+        message itself. "收到的是坏的怎么办" asks what to do: the FAQ answers when it holds it."""
+        turn = self.turn
+        if looks_like_question(turn.text):
+            hit = await self.faq_hit()
+            if hit is not None:
+                return self.faq_answer(hit, "a question about a received item")
+        ids = turn.values("order_id")
+        order_id = ids[0] if ids else self.order_just_discussed(named)
+        if order_id:
+            return await self.serve("get_refund", order_id)
+        return await self.ask_which_order("get_refund")
 
     def recent_order(self) -> str:
         """The order looked up within RECENT_ORDER_TURNS, or ""."""
@@ -909,7 +997,7 @@ class _Policy:
             )
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
-                self.given_address = dict(p.address)
+                self.given_address, self.given_reason = dict(p.address), p.reason
                 return await self.serve(p.intent, order_id)
             labels = [c.label for c in p.choices]
             if address is not None:
@@ -1057,6 +1145,8 @@ class _Policy:
         now = self.deps.now()
         orders = list(call.response.orders)
         eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
+        if intent == "track_order":
+            eligible = narrowed_by_status_words(eligible, turn.text)
         s.pending = None
         s.offered, s.offered_intent = [], intent
         if not orders:
@@ -1067,12 +1157,16 @@ class _Policy:
             choices = [choice_of(o, self.lang) for o in eligible[:MAX_LISTED_ORDERS]]
             s.offered = choices
             named = followups.best_mention(turn.text, choices, turn.values("product"))
+            if named is None and _LATEST_ORDER.search(turn.text):
+                named = choices[0]  # "my last order" / "最近那单": ListOrders is newest first
             if named is not None:
                 served = await self.serve(intent, named.order_id)
                 return served
             s.pending = Pending(intent, "order_choice", choices=choices)
             if intent == "change_shipping_address":
                 s.pending.address = self.address_in_turn() or {}
+            if intent == "get_refund":
+                s.pending.reason = self.reason_in_request()
             labels = [c.label for c in choices]
             d = self.with_choices(
                 self.say(
@@ -1328,7 +1422,7 @@ class _Policy:
             )
         items = item_choices(order, lang)
         pending = Pending("get_refund", "return_items", order_id=oid, items=items)
-        pending.reason = self.reason_in_request()
+        pending.reason = self.reason_in_request() or self.given_reason
         self.state.pending = pending
         # "return the phone case" / "退全部" choose in the first message; "I want a refund" does not
         chosen = (

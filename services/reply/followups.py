@@ -261,7 +261,7 @@ def _name_keys_en(names: Sequence[str]) -> set[str]:
         _stem(w)
         for n in names
         for w in _WORD_RX.findall(n.lower())
-        if w not in _STOP and w not in _UNITS and not any(ch.isdigit() for ch in w)
+        if len(w) > 1 and w not in _STOP and w not in _UNITS and not any(ch.isdigit() for ch in w)
     }
 
 
@@ -329,7 +329,8 @@ def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) ->
         _ZH_SAME_ITEM_RX.sub(lambda m: _ZH_SAME_ITEM[m.group(0)], text), choice.names_zh
     ):
         score = 0.85
-    words = {_stem(w) for w in _WORD_RX.findall(text.lower())} - _STOP
+    # one letter is no reference: the "t" of "hasn't" picked the "T-shirt" order
+    words = {_stem(w) for w in _WORD_RX.findall(text.lower()) if len(w) > 1} - _STOP
     keys = _name_keys_en(choice.names_en)
     literal = len(words & keys)
     same_item = len(

@@ -72,6 +72,16 @@ def test_escalation_needs_both_negativity_and_cues() -> None:
     assert decide_escalation(0.99, []) == (False, "")
 
 
+def test_waiting_alone_does_not_escalate_with_another_cue_it_does() -> None:
+    # "my parcel still hasn't arrived" went to a person at "urgent"
+    waiting = escalation_cues("my parcel still hasn't arrived")
+    assert [k for k, _ in waiting] == ["waiting"]
+    assert decide_escalation(0.99, waiting) == (False, "")
+    assert decide_escalation(0.99, escalation_cues("一直没发货"))[0] is False
+    fire, reason = decide_escalation(0.9, escalation_cues("still not here, third time I ask!!!"))
+    assert fire and "repeated" in reason and "waiting" in reason
+
+
 def test_script_detection_for_mixing_weights() -> None:
     assert is_cjk("质量很差") and is_cjk("这个order怎么还没到")
     assert not is_cjk("terrible product") and not is_cjk("cancel order 谢谢")

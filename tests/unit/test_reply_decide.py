@@ -823,3 +823,68 @@ def test_a_phone_number_in_a_new_address_is_not_cut_as_an_order_id() -> None:
     pending = chat.state.pending
     assert pending is not None and pending.address.get("phone") == "13912345678"
     assert not pending.address["line1"].endswith("8"), pending.address
+
+
+# -- received goods, waiting, "my last order" (session 13) --------------------------------------
+@pytest.mark.parametrize(
+    ("text", "intent", "language"),
+    [
+        ("you sent me the wrong item", "change_order", "en"),
+        ("收到的货不对，我买的是黑色的发来的是白色", "change_order", "zh"),
+        ("快递到了但是屏幕碎了", "track_order", "zh"),
+        ("收到的衣服有个洞，质量太差了吧", "track_order", "zh"),
+        ("the package arrived damaged and the mug is cracked", "payment_issue", "en"),
+    ],
+)
+def test_a_problem_with_received_goods_starts_a_return_of_a_delivered_order(
+    text: str, intent: str, language: str
+) -> None:
+    orders = shop()
+    chat = Chat(orders, language=language)
+    d = chat.say(text, intent, 0.6)
+    if d.template_id == "ask_order_choice":  # only the delivered order is offered
+        assert d.choices == [c for c in d.choices if "7730192857" in c] and len(d.choices) == 1
+        d = chat.say("7730192857", "out_of_scope", 0.5)
+    if d.template_id == "ask_return_items":  # "the mug is cracked" names the item itself
+        d = chat.say("全部" if language == "zh" else "all of them", "out_of_scope", 0.5)
+    assert d.order_call is not None and d.order_call.rpc == "CreateReturn", d.reason
+    assert orders.last_request["reason"] == text  # not asked why: the complaint says it
+
+
+def test_a_return_reason_before_the_order_is_chosen_is_kept() -> None:
+    orders = shop()
+    orders.orders.append(
+        make_order("7730192868", "u1001", "delivered", (EARBUDS,), delivered_days_ago=1)
+    )
+    chat = Chat(orders)
+    d = chat.say("you sent me the wrong item", "change_order", 0.8)
+    assert d.action == "ask" and d.template_id == "ask_order_choice"
+    assert [c for c in d.choices if "7730192846" in c] == []  # the shipped order is not offered
+    done = chat.say("7730192868", "out_of_scope", 0.5)
+    assert done.order_call is not None and done.order_call.rpc == "CreateReturn"
+    assert orders.last_request["reason"] == "you sent me the wrong item"
+
+
+def test_asking_what_to_do_about_a_broken_item_gets_the_faq() -> None:
+    faq = FakeFaq({"坏的": ("faq-damaged-item", "很抱歉给您带来不便。请在签收后尽快拍照……")})
+    d = Chat(shop(), language="zh", faq=faq).say(
+        "收到的东西是坏的怎么办", "track_order", 0.34, sentiment="negative", negative=0.9
+    )
+    assert d.action == "faq" and d.faq_id == "faq-damaged-item"
+    assert d.text.count("抱歉") == 1  # the answer apologises: no second apology before it
+
+
+def test_not_shipped_and_not_arrived_offer_only_the_orders_they_can_mean() -> None:
+    d = Chat(shop(), language="zh").say("都一个星期了还没发货！！", "track_order", 0.6)
+    assert d.action == "ask" and len(d.choices) == 1 and "7730192812" in d.choices[0]
+    d = Chat(shop()).say("my stuff still hasn't arrived", "track_order")
+    assert d.action == "ask" and len(d.choices) == 2  # paid and shipped, not the delivered one
+    d = Chat(shop()).say("where is my order", "track_order")
+    assert d.action == "ask" and len(d.choices) == 3
+
+
+def test_my_last_order_is_the_newest_one() -> None:
+    d = Chat(shop()).say("i need an invoice for my last order", "get_invoice")
+    assert d.action == "order" and "7730192846" in d.text  # ListOrders is newest first
+    d = Chat(shop(), language="zh").say("帮我查下最近那单到哪了", "track_order")
+    assert d.action == "order" and "7730192846" in d.text

@@ -136,6 +136,13 @@ def test_words_about_any_order_name_no_product() -> None:
     assert pick_choice("the smart watch", [*CHOICES, watch]) is watch
 
 
+def test_one_letter_of_a_contraction_names_no_product() -> None:
+    shirt = OrderChoice("5520481139", "shipped", ["Women's relaxed cotton T-shirt, size S"], [], [])
+    # the "t" of "hasn't" picked the T-shirt order
+    assert pick_choice("my parcel still hasn't arrived", [*CHOICES, shirt]) is None
+    assert pick_choice("the t-shirt", [*CHOICES, shirt]) is shirt
+
+
 def test_a_word_every_offered_order_shares_picks_none_of_them() -> None:
     cases = [
         OrderChoice("1", "paid", ["Shockproof bumper case for iPhone 15, black"], [], ["P1"]),
