@@ -37,6 +37,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return
    reason, whatever the intent model read, unless it read a return, refund, cancellation, a
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
+   So does the return policy read for a return asked for ("我想return这个item").
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -338,6 +339,12 @@ _RECEIVED_PROBLEM = re.compile(
 _APOLOGY_OPENING = re.compile(
     r"\s*(?:非常|很|十分|实在)?(?:抱歉|对不起|不好意思)|\s*(?:we'?re|i'?m|we are|i am)\s+"
     r"(?:so |very |really |truly )?sorry|\s*(?:sorry|apologies|our apologies)\b",
+    re.IGNORECASE,
+)
+# "我想return这个item" / "I want to return this": a return asked for, not the policy
+_WANTS_RETURN = re.compile(
+    r"我(?:想|要)(?:退|return)|(?:想|要)退(?:货|掉|这个|了)|"
+    r"\bi(?:'d like| would like| want| wanna| need) to return\b|\breturn (?:this|it|these|them)\b",
     re.IGNORECASE,
 )
 # The intents that already read such a message right: a return, a refund, a cancellation, a
@@ -782,6 +789,9 @@ class _Policy:
                 "ask", "order help without a request: asking what is needed", "order_help"
             )
         if _RECEIVED_PROBLEM.search(text) and turn.intent not in _AFTER_SALES_AS_READ:
+            return await self.after_sales(named)
+        if turn.intent == "check_refund_policy" and _WANTS_RETURN.search(text):
+            # "我想return这个item" (check_refund_policy 0.52) was told the return policy
             return await self.after_sales(named)
         if (
             (turn.out_of_scope or not turn.confident)

@@ -888,3 +888,11 @@ def test_my_last_order_is_the_newest_one() -> None:
     assert d.action == "order" and "7730192846" in d.text  # ListOrders is newest first
     d = Chat(shop(), language="zh").say("帮我查下最近那单到哪了", "track_order")
     assert d.action == "order" and "7730192846" in d.text
+
+
+def test_a_return_asked_for_is_no_question_about_the_policy() -> None:
+    faq = FakeFaq({"退": ("faq-return-policy", "签收后7天内支持无理由退货。")})
+    d = Chat(shop(), language="zh", faq=faq).say("我想return这个item", "check_refund_policy", 0.52)
+    assert d.action == "ask" and d.template_id == "ask_order_choice"
+    d = Chat(shop(), language="zh", faq=faq).say("7天无理由退货吗", "check_refund_policy", 0.9)
+    assert d.action == "faq"
