@@ -65,6 +65,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    to confirm it, then ChangeShippingAddress (``order``); get_refund → delivered and inside the
    window: ``ask`` which items (several lines), ``ask`` why unless the request already said
    ("耳机音质太差了想退"), then CreateReturn (``order``).
+   Several order ids in one look-up (tracking, refund status, invoice) → one answer per order,
+   at most MAX_ORDERS_PER_TURN; a change or a return acts on the first named.
    NOT_FOUND → ``order`` saying it is not one of their orders (same words whether the order
    exists for someone else or not). The user_id is always the conversation's.
    The order system failing (UNAVAILABLE, DEADLINE_EXCEEDED, breaker open) → ``order`` "system
@@ -106,6 +108,7 @@ ORDER_HINT_CONFIDENCE = 0.3
 LOW_CONFIDENCE_TURNS_FOR_HANDOFF = 2
 ORDER_FAILURE_TURNS_FOR_HANDOFF = 2
 MAX_LISTED_ORDERS = 5
+MAX_ORDERS_PER_TURN = 3  # order ids answered from one message
 MAX_RECOMMENDATIONS = 3
 
 SMALL_TALK = frozenset({"greeting", "thanks", "goodbye"})
@@ -142,6 +145,8 @@ INFO_INTENTS = frozenset(
         "set_up_shipping_address",
     }
 )
+# Order intents that only read an order: several named in one message are each answered
+LOOKUP_INTENTS = frozenset({"track_order", "track_refund", "check_invoice", "get_invoice"})
 OPEN_STATUSES = ("pending", "paid")  # before shipment: cancel and address changes allowed
 # The cancellation fee rule of OrderService (services/orders/rules.py; a unit test keeps the two
 # equal), stated to the customer before they confirm. The fee actually charged is what
@@ -831,6 +836,9 @@ class _Policy:
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
         if turn.intent in ORDER_INTENTS:
+            distinct = list(dict.fromkeys(order_ids))
+            if len(distinct) > 1 and turn.intent in LOOKUP_INTENTS:
+                return await self.serve_each(turn.intent, distinct[:MAX_ORDERS_PER_TURN])
             if order_ids:
                 return await self.serve(turn.intent, order_ids[0])
             if recent:  # "ok, cancel it" / "那帮我取消吧" right after looking an order up
@@ -1245,6 +1253,24 @@ class _Policy:
         if d.order_call is None:  # a return created at once carries its own CreateReturn call
             d.order_call = call
         return d
+
+    async def serve_each(self, intent: str, order_ids: list[str]) -> Decision:
+        """A look-up for several orders named at once ("7730192846和7730192879到哪了"): one answer
+        per order, in the order named (only the first was answered). A busy order system stops
+        it with the usual answer; "it" afterwards means none of them."""
+        answers: list[Decision] = []
+        for oid in order_ids:
+            d = await self.serve(intent, oid)
+            if d.action != "order":
+                return d
+            answers.append(d)
+        self.state.last_order_id = ""
+        combined = replace(
+            answers[0],
+            reason=f"{intent} for {len(answers)} orders named",
+            text="\n".join(d.text for d in answers),
+        )
+        return combined
 
     async def after_lookup(self, intent: str, resp: Any) -> Decision:
         lang, s = self.lang, self.state

@@ -896,3 +896,13 @@ def test_a_return_asked_for_is_no_question_about_the_policy() -> None:
     assert d.action == "ask" and d.template_id == "ask_order_choice"
     d = Chat(shop(), language="zh", faq=faq).say("7天无理由退货吗", "check_refund_policy", 0.9)
     assert d.action == "faq"
+
+
+def test_several_orders_named_for_a_look_up_are_each_answered() -> None:
+    chat = Chat(shop(), language="zh")
+    d = chat.say("7730192846和7730192857这两个单子到哪了", "track_order")
+    assert d.action == "order" and "7730192846" in d.text and "7730192857" in d.text
+    assert d.text.index("7730192846") < d.text.index("7730192857")
+    # a change is still one order at a time: the first named
+    d = Chat(shop()).say("cancel 7730192812 and 7730192846", "cancel_order")
+    assert d.action == "ask" and "7730192812" in d.text and "7730192846" not in d.text
