@@ -37,7 +37,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return
    reason, whatever the intent model read, unless it read a return, refund, cancellation, a
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
-   So does the return policy read for a return asked for ("我想return这个item").
+   So does the return policy read for a return asked for ("我想return这个item"). An exchange
+   ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
+   (there is no exchange RPC; the after-sales page does it).
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -53,10 +55,11 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    not "if I order today ..."): the order id comes from the message's entities or
    the pending slot; or, within RECENT_ORDER_TURNS of looking an order up, "it" / "this order" /
    "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
-   named); without one → ``ask`` listing the customer's recent orders (ListOrders; for
-   tracking, "还没发货" lists the unshipped ones, "still hasn't arrived" the paid and shipped),
-   unless the message names a product that picks exactly one of them or says "my last order" /
-   "最近那单" (the newest), or is a general question
+   named); without one → ``ask`` listing the customer's recent orders (ListOrders): only those
+   with the product named when several have it, and for tracking only the unshipped ones for
+   "还没发货" / "什么时候发货", the paid and shipped ones for "still hasn't arrived"; when that
+   leaves one order, or the message names a product only one has, or says "my last order" /
+   "最近那单" (the newest), that order is served; or it is a general question
    (no "我" / "my" / "I", and not a bare command such as "取消订单") that the FAQ answers above
    threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
@@ -346,6 +349,9 @@ _APOLOGY_OPENING = re.compile(
     r"(?:so |very |really |truly )?sorry|\s*(?:sorry|apologies|our apologies)\b",
     re.IGNORECASE,
 )
+# An exchange after delivery ("我要换货", "can I exchange it for a bigger size"): no order
+# action for it, the after-sales page does it
+_EXCHANGE = re.compile(r"换货|\bexchange\b", re.IGNORECASE)
 # "我想return这个item" / "I want to return this": a return asked for, not the policy
 _WANTS_RETURN = re.compile(
     r"我(?:想|要)(?:退|return)|(?:想|要)退(?:货|掉|这个|了)|"
@@ -359,7 +365,8 @@ _AFTER_SALES_AS_READ = frozenset(
 )
 # "都一个星期了还没发货" / "my parcel still hasn't arrived": which of the orders can be meant
 _NOT_SHIPPED = re.compile(
-    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|"
+    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|(?:什么时候|啥时候|几时|何时|多久)发货|"
+    r"\bwhen (?:will|do|does|are) (?:you|it|they|my \w+) (?:be )?(?:ship|shipped|dispatched|sent)\b|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
     re.IGNORECASE,
 )
@@ -378,16 +385,16 @@ _LATEST_ORDER = re.compile(
 )
 
 
-def narrowed_by_status_words(orders: list[orders_pb2.Order], text: str) -> list[orders_pb2.Order]:
+def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[OrderChoice]:
     """The orders a "still not shipped" / "still not here" complaint can be about (all of them
     when none fits: the customer may be wrong about the state)."""
     if _NOT_SHIPPED.search(text):
-        fitting = [o for o in orders if o.status in OPEN_STATUSES]
+        fitting = [c for c in choices if c.status in OPEN_STATUSES]
     elif _NOT_ARRIVED.search(text):
-        fitting = [o for o in orders if o.status in ("paid", "shipped")]
+        fitting = [c for c in choices if c.status in ("paid", "shipped")]
     else:
-        return orders
-    return fitting or orders
+        return choices
+    return fitting or choices
 
 
 _ABANDON = re.compile(
@@ -795,6 +802,11 @@ class _Policy:
             )
         if _RECEIVED_PROBLEM.search(text) and turn.intent not in _AFTER_SALES_AS_READ:
             return await self.after_sales(named)
+        if _EXCHANGE.search(text) and (
+            turn.intent in ("change_order", "out_of_scope") or not turn.confident
+        ):
+            # "我要换货" (change_order 0.83) offered the unshipped orders to change
+            return self.say("answer", "an exchange asked for: how it works", "exchange")
         if turn.intent == "check_refund_policy" and _WANTS_RETURN.search(text):
             # "我想return这个item" (check_refund_policy 0.52) was told the return policy
             return await self.after_sales(named)
@@ -1163,8 +1175,6 @@ class _Policy:
         now = self.deps.now()
         orders = list(call.response.orders)
         eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
-        if intent == "track_order":
-            eligible = narrowed_by_status_words(eligible, turn.text)
         s.pending = None
         s.offered, s.offered_intent = [], intent
         if not orders:
@@ -1172,11 +1182,22 @@ class _Policy:
         elif not eligible:
             d = self.no_eligible(intent)
         else:
-            choices = [choice_of(o, self.lang) for o in eligible[:MAX_LISTED_ORDERS]]
-            s.offered = choices
-            named = followups.best_mention(turn.text, choices, turn.values("product"))
+            every = [choice_of(o, self.lang) for o in eligible]
+            choices = every[:MAX_LISTED_ORDERS]
+            s.offered = choices  # a correction ("no, the mug one") picks among these
+            products = turn.values("product")
+            named = followups.best_mention(turn.text, choices, products)
             if named is None and _LATEST_ORDER.search(turn.text):
                 named = choices[0]  # "my last order" / "最近那单": ListOrders is newest first
+            if named is None:
+                # "我昨天买的手机壳什么时候发货": only the unshipped orders with a phone case fit
+                fitting = followups.top_mentions(turn.text, every, products) or every
+                if intent == "track_order":
+                    fitting = narrowed_by_status_words(fitting, turn.text)
+                if len(fitting) == 1 and len(every) > 1:
+                    named = fitting[0]
+                else:
+                    choices = s.offered = fitting[:MAX_LISTED_ORDERS]
             if named is not None:
                 served = await self.serve(intent, named.order_id)
                 return served

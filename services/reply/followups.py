@@ -372,6 +372,15 @@ def pick_choice(
     return best_mention(text, choices, product_ids)
 
 
+def top_mentions(
+    text: str, choices: Sequence[OrderChoice], product_ids: Sequence[str] = ()
+) -> list[OrderChoice]:
+    """The choices the message names most strongly (several when they tie), in their order."""
+    scores = [mentions(text, c, product_ids) for c in choices]
+    top = max(scores, default=0.0)
+    return [c for c, s in zip(choices, scores, strict=True) if top > 0 and s == top]
+
+
 def best_mention(
     text: str, choices: Sequence[OrderChoice], product_ids: Sequence[str] = ()
 ) -> OrderChoice | None:

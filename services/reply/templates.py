@@ -107,6 +107,16 @@ TEMPLATES: dict[str, T] = {
             'I\'m an automated assistant. Ask me about an order, delivery, a refund, an invoice or your account; to reach a member of our team, say "human agent".',
         ),
     },
+    "exchange": {
+        "zh": (
+            "签收后7天内、商品完好可以申请换货，质量问题30天内可换。请在“我的订单”里找到这笔订单，点“申请售后”选择“换货”，填写想换的尺码或颜色即可。也可以先退货再重新下单。",
+            "可以换货的：签收7天内商品完好，或30天内有质量问题。在“我的订单”中点“申请售后”→“换货”，选好新的尺码或颜色提交就行。",
+        ),
+        "en": (
+            "You can exchange an item within 7 days of delivery if it's in good condition, or within 30 days for a quality problem. In My Orders, open the order, tap After-sales, choose Exchange and pick the new size or colour. You can also return it and order again.",
+            "Exchanges are possible within 7 days of delivery (item in good condition) or 30 days for quality problems: My Orders > the order > After-sales > Exchange, then choose the size or colour you want.",
+        ),
+    },
     "not_resolved": {
         "zh": (
             "抱歉没能帮到您。能再具体说说遇到的问题吗？需要人工客服的话，回复“转人工”就行。",

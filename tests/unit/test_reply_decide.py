@@ -875,8 +875,10 @@ def test_asking_what_to_do_about_a_broken_item_gets_the_faq() -> None:
 
 
 def test_not_shipped_and_not_arrived_offer_only_the_orders_they_can_mean() -> None:
+    # one order fits: it is answered (and "no, the mug one" can still correct it)
     d = Chat(shop(), language="zh").say("都一个星期了还没发货！！", "track_order", 0.6)
-    assert d.action == "ask" and len(d.choices) == 1 and "7730192812" in d.choices[0]
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"
     d = Chat(shop()).say("my stuff still hasn't arrived", "track_order")
     assert d.action == "ask" and len(d.choices) == 2  # paid and shipped, not the delivered one
     d = Chat(shop()).say("where is my order", "track_order")
@@ -906,3 +908,25 @@ def test_several_orders_named_for_a_look_up_are_each_answered() -> None:
     # a change is still one order at a time: the first named
     d = Chat(shop()).say("cancel 7730192812 and 7730192846", "cancel_order")
     assert d.action == "ask" and "7730192812" in d.text and "7730192846" not in d.text
+
+
+def test_a_product_named_by_several_orders_lists_only_those() -> None:
+    d = Chat(shop()).say("where is my phone case", "track_order")
+    assert d.action == "ask" and len(d.choices) == 2
+    assert all("Phone Case" in c for c in d.choices)
+    # and the status words pick among them: the shipped one has not arrived
+    d = Chat(shop()).say("my phone case still hasn't arrived", "track_order")
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192846"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "language"),
+    [
+        ("我要换货", "change_order", "zh"),
+        ("can I exchange it for a bigger size", "out_of_scope", "en"),
+    ],
+)
+def test_an_exchange_is_told_how_it_works(text: str, intent: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, intent, 0.83)
+    assert d.action == "answer" and d.template_id == "exchange" and d.order_call is None
