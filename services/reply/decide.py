@@ -39,7 +39,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
    So does the return policy read for a return asked for ("我想return这个item"). An exchange
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
-   (there is no exchange RPC; the after-sales page does it).
+   (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
+   paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -374,6 +375,12 @@ _NOT_ARRIVED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:yet\s+)?(?:arrived|received|come|"
     r"been delivered|got(?:ten)? it)\b",
+    re.IGNORECASE,
+)
+# A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
+_BEFORE_SHIPPING = re.compile(
+    r"刚刚?(?:付款|付的款|支付|下单|下的单|拍的)|还没发货|没发货|未发货|"
+    r"\bjust (?:paid|ordered|placed)\b|\b(?:hasn'?t|has not|not) (?:been )?shipped\b",
     re.IGNORECASE,
 )
 # "my last order" / "最近那单" in the request itself: the newest of the orders that fit
@@ -859,6 +866,9 @@ class _Policy:
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
                     return self.faq_answer(hit, f"{turn.intent} asked in general")
+            if turn.intent == "get_refund" and _BEFORE_SHIPPING.search(turn.text):
+                # "我刚付款的订单不想要了，退款" was offered delivered orders to return
+                return await self.ask_which_order("cancel_order")
             return await self.ask_which_order(turn.intent)
         if turn.intent in INFO_INTENTS:
             return await self.inform(turn.intent)

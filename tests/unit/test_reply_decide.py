@@ -930,3 +930,10 @@ def test_a_product_named_by_several_orders_lists_only_those() -> None:
 def test_an_exchange_is_told_how_it_works(text: str, intent: str, language: str) -> None:
     d = Chat(shop(), language=language).say(text, intent, 0.83)
     assert d.action == "answer" and d.template_id == "exchange" and d.order_call is None
+
+
+def test_a_refund_of_an_order_not_shipped_yet_is_its_cancellation() -> None:
+    d = Chat(shop(), language="zh").say("我刚付款的订单不想要了，退款", "get_refund", 0.88)
+    # the one open order: its cancellation is confirmed first
+    assert d.action == "ask" and "7730192812" in d.text, d.text
+    assert d.template_id in ("ask_cancel_confirm", "ask_order_choice")
