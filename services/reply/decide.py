@@ -236,6 +236,12 @@ _THIS_ORDER = re.compile(
     r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
     re.IGNORECASE,
 )
+# A short follow-up about the order just discussed: "那退款呢" / "and the refund?"
+_FOLLOW_UP = re.compile(
+    r"^(?:那|那么|那这个|那这单)\S{0,8}呢?[？?。.!！]*$|^\S{0,8}呢[？?]*$|"
+    r"^(?:and|what about|how about)\s+(?:the\s+)?\w+(?:\s+\w+)?\s*[?.!]*$",
+    re.IGNORECASE,
+)
 _OTHER_ORDER = re.compile(
     r"\b(another|other|different|all|orders|every)\b|另一|其他|别的|其它|所有|全部|哪些",
     re.IGNORECASE,
@@ -372,7 +378,8 @@ _NOT_SHIPPED = re.compile(
     re.IGNORECASE,
 )
 _NOT_ARRIVED = re.compile(
-    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|"
+    r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|物流.{0,4}没(?:有)?(?:更新|动)|"
+    r"\b(?:tracking|status) (?:has ?n[o']t|hasn't|not|never) (?:been )?(?:updated|changed|moved)\b|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:yet\s+)?(?:arrived|received|come|"
     r"been delivered|got(?:ten)? it)\b",
     re.IGNORECASE,
@@ -903,7 +910,11 @@ class _Policy:
         turn = self.turn
         if named or turn.values("product") or _OTHER_ORDER.search(turn.text):
             return ""  # "cancel my huawei one" after tracking another
-        if _THIS_ORDER.search(turn.text) or refers_to_own(turn.text):
+        if (
+            _THIS_ORDER.search(turn.text)
+            or refers_to_own(turn.text)
+            or _FOLLOW_UP.search(turn.text.strip())
+        ):
             return self.recent_order()
         return ""
 

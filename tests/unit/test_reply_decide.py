@@ -937,3 +937,12 @@ def test_a_refund_of_an_order_not_shipped_yet_is_its_cancellation() -> None:
     # the one open order: its cancellation is confirmed first
     assert d.action == "ask" and "7730192812" in d.text, d.text
     assert d.template_id in ("ask_cancel_confirm", "ask_order_choice")
+
+
+@pytest.mark.parametrize(("follow_up", "language"), [("那退款呢", "zh"), ("and the refund?", "en")])
+def test_a_short_follow_up_is_about_the_order_just_discussed(follow_up: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    chat.say("7730192857", "track_order")
+    d = chat.say(follow_up, "track_refund")
+    assert d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192857")
