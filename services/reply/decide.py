@@ -41,6 +41,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
    (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
    paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
+   A price drop after buying ("降价了能退差价吗") → ``faq`` (price protection) when it holds it.
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -82,7 +83,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 Every reply is in the customer's language (envelope language zh → zh, anything else → en; a
 message whose language ingest is unsure of, like "ok" or an order id, keeps the conversation's,
 and a new conversation starts in the customer's last one),
-starts with an apology when the sentiment is clearly negative, never repeats the previous reply word for
+starts with an apology when the sentiment is clearly negative (not when it says a request was
+dropped: "先不改了" reads negative), never repeats the previous reply word for
 word (template variants rotate), and ends with the recommendations when recommend attached some.
 """
 
@@ -295,7 +297,7 @@ _NO_REASON = re.compile(
 # A request stated as a bare command ("取消订单", "cancel order"): in a customer's chat it is about
 # their own order, not the FAQ's how-to ("怎么取消订单" scored 0.99 and answered "取消订单")
 _BARE_REQUEST = re.compile(
-    r"(?:请|麻烦)?(?:帮忙|帮我)?(?:取消订单|取消|退款|退货|退钱|查物流|查快递|查订单|改地址|修改地址|"
+    r"(?:我?(?:想|要|需要|想要))?(?:请|麻烦)?(?:帮忙|帮我)?(?:取消订单|取消|退款|退货|退钱|查物流|查快递|查订单|改地址|修改地址|"
     r"开发票|要发票|cancel(?: (?:an|the) order)?|cancel order|refund|return(?: an? item)?|"
     r"track(?: (?:an|the) order)?|track order|change address|invoice)"
     r"(?:\s*(?:please|pls|plz|吧|啊|呀|谢谢))?[\s。.!！~～]*",
@@ -351,6 +353,9 @@ _RECEIVED_PROBLEM = re.compile(
     r"\b(?:has|had|with)\s+(?:a|some)\s+(?:hole|crack|tear)s?\b|\bstopped working\b",
     re.IGNORECASE,
 )
+# Answers to a customer who declined or dropped something: "先不改了" reads negative to the
+# sentiment model, but "Sorry about the trouble. OK, the order stays as it is" is odd.
+_NO_APOLOGY_TEMPLATES = frozenset({"kept", "dropped", "acknowledged"})
 _APOLOGY_OPENING = re.compile(
     r"\s*(?:非常|很|十分|实在)?(?:抱歉|对不起|不好意思)|\s*(?:we'?re|i'?m|we are|i am)\s+"
     r"(?:so |very |really |truly )?sorry|\s*(?:sorry|apologies|our apologies)\b",
@@ -382,6 +387,12 @@ _NOT_ARRIVED = re.compile(
     r"\b(?:tracking|status) (?:has ?n[o']t|hasn't|not|never) (?:been )?(?:updated|changed|moved)\b|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:yet\s+)?(?:arrived|received|come|"
     r"been delivered|got(?:ten)? it)\b",
+    re.IGNORECASE,
+)
+# A price drop after buying: price protection is the FAQ's (read as change_order or get_refund)
+_PRICE_DROP = re.compile(
+    r"降价|差价|价保|价格保护|\bprice (?:dropped|drop|went down|protection|difference)\b|"
+    r"\b(?:cheaper|on sale) (?:now|right after|after i|since)\b",
     re.IGNORECASE,
 )
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
@@ -702,7 +713,11 @@ class _Policy:
             apologetic = d.handoff_reason in ("dispute", "negative_sentiment") or bool(
                 _APOLOGY_OPENING.match(d.text)
             )
-            sorry = turn.sentiment == "negative" and turn.negative_score >= APOLOGY_NEGATIVE_SCORE
+            sorry = (
+                turn.sentiment == "negative"
+                and turn.negative_score >= APOLOGY_NEGATIVE_SCORE
+                and d.template_id not in _NO_APOLOGY_TEMPLATES
+            )
             if sorry and not apologetic:
                 d.text = (
                     tpl.render("apology", self.lang, {}, s.rotation) + _space(self.lang) + d.text
@@ -861,6 +876,10 @@ class _Policy:
             return self.low_confidence(self.clarify)
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
+        if _PRICE_DROP.search(text):
+            hit = await self.faq_hit()
+            if hit is not None:  # "the price dropped after I bought it": price protection
+                return self.faq_answer(hit, "a price drop: the FAQ answers it")
         if turn.intent in ORDER_INTENTS:
             distinct = list(dict.fromkeys(order_ids))
             if len(distinct) > 1 and turn.intent in LOOKUP_INTENTS:

@@ -946,3 +946,26 @@ def test_a_short_follow_up_is_about_the_order_just_discussed(follow_up: str, lan
     d = chat.say(follow_up, "track_refund")
     assert d.order_call is not None
     assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192857")
+
+
+def test_declining_gets_no_apology_even_when_it_reads_negative() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("订单7730192812改地址", "change_shipping_address")
+    d = chat.say("先不改了", "goodbye", 0.3, sentiment="negative", negative=0.8)
+    assert d.action == "answer" and d.template_id == "kept" and "抱歉" not in d.text
+
+
+def test_a_request_with_want_is_about_the_customers_order_not_the_faq_how_to() -> None:
+    faq = FakeFaq({"退货": ("faq-return-how", "在“我的订单”中申请售后。")})
+    d = Chat(shop(), language="zh", faq=faq).say("想退货", "get_refund", 0.92)
+    assert d.action == "ask" and d.faq_id == ""
+    d = Chat(shop(), language="zh", faq=faq).say("怎么退货", "get_refund", 0.92)
+    assert d.action == "faq"
+
+
+def test_a_price_drop_is_answered_from_the_faq() -> None:
+    faq = FakeFaq({"price dropped": ("faq-price-protection", "Request price protection.")})
+    d = Chat(shop(), faq=faq).say(
+        "the price dropped right after I bought it, can I get the difference", "change_order", 0.68
+    )
+    assert d.action == "faq" and d.faq_id == "faq-price-protection"
