@@ -277,13 +277,16 @@ class ProductMatcher:
 
     def __post_init__(self) -> None:
         for p in self.products:
-            words = [
-                _stem(w)
-                for w in _EN_WORD.findall(str(p.get("name_en", "")).lower())
-                if w not in _STOP
-            ]
+            # one letter is no name word: "size S" made the "s" of "there's" name the T-shirt
+            name_en = str(p.get("name_en", "")).lower()
+            words = [_stem(w) for w in _EN_WORD.findall(name_en) if w not in _STOP and len(w) > 1]
+            # the head noun ends the name before its variant (", size S", ", black") and before
+            # what it is for ("case for iPhone 15"); model numbers are no head noun
+            first_part = re.split(r",\s| for | with ", name_en)[0]
+            stems = {_stem(w) for w in _EN_WORD.findall(first_part)}
+            base = [w for w in words if w in stems and not any(ch.isdigit() for ch in w)]
             if words:
-                self._en.append((str(p["_id"]), words, words[-1]))
+                self._en.append((str(p["_id"]), words, (base or words)[-1]))
             name_zh = str(p.get("name_zh", ""))
             keys = [name_zh] if name_zh else []
             if len(name_zh) >= 2:
@@ -294,7 +297,7 @@ class ProductMatcher:
     def find(self, text: str, limit: int = 3) -> list[Entity]:
         scored: dict[str, Entity] = {}
         lower = text.lower()
-        tokens = [_stem(w) for w in _EN_WORD.findall(lower)]
+        tokens = [_stem(w) for w in _EN_WORD.findall(lower) if len(w) > 1]
         token_set = set(tokens)
         for pid, words, head in self._en:
             if head not in token_set:

@@ -53,3 +53,11 @@ def test_quantities_and_products_in_both_languages() -> None:
 def test_pii_spans_become_entities() -> None:
     ents = extract("call 13812345678", TODAY, pii=[("phone", 5, 16)])
     assert [(e.type, e.value) for e in ents] == [("phone", "13812345678")]
+
+
+def test_one_letter_of_a_contraction_names_no_product() -> None:
+    # "size S" in a name made the "s" of "there's" (and the "t" of "didn't") name the T-shirt
+    shirt = {"_id": "P9", "name_en": "Women's relaxed cotton T-shirt, size S", "name_zh": "T恤"}
+    matcher = ProductMatcher([shirt])
+    assert matcher.find("there's an order on my account I didn't make") == []
+    assert [e.value for e in matcher.find("where is my t-shirt")] == ["P9"]
