@@ -41,7 +41,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
    (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
    paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
-   A price drop after buying ("降价了能退差价吗") → ``faq`` (price protection) when it holds it.
+   A price drop after buying ("降价了能退差价吗") or an item missing from a parcel → ``faq`` when
+   it holds the answer (price protection; check for a second parcel).
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -389,10 +390,13 @@ _NOT_ARRIVED = re.compile(
     r"been delivered|got(?:ten)? it)\b",
     re.IGNORECASE,
 )
-# A price drop after buying: price protection is the FAQ's (read as change_order or get_refund)
-_PRICE_DROP = re.compile(
+# Topics the FAQ answers better than an order flow: a price drop after buying (price
+# protection; read as change_order or get_refund) and an item missing from a parcel (check for a
+# second parcel first; "one item is missing from my package" was change_order)
+_FAQ_FIRST_TOPICS = re.compile(
     r"降价|差价|价保|价格保护|\bprice (?:dropped|drop|went down|protection|difference)\b|"
-    r"\b(?:cheaper|on sale) (?:now|right after|after i|since)\b",
+    r"\b(?:cheaper|on sale) (?:now|right after|after i|since)\b|"
+    r"少发|漏发|少了一件|少了一个|缺了一件|缺件|\b(?:is|are|was|were) missing\b|\bmissing (?:item|part|piece)s?\b",
     re.IGNORECASE,
 )
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
@@ -876,10 +880,10 @@ class _Policy:
             return self.low_confidence(self.clarify)
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
-        if _PRICE_DROP.search(text):
+        if _FAQ_FIRST_TOPICS.search(text):
             hit = await self.faq_hit()
             if hit is not None:  # "the price dropped after I bought it": price protection
-                return self.faq_answer(hit, "a price drop: the FAQ answers it")
+                return self.faq_answer(hit, "a topic the FAQ answers before any order flow")
         if turn.intent in ORDER_INTENTS:
             distinct = list(dict.fromkeys(order_ids))
             if len(distinct) > 1 and turn.intent in LOOKUP_INTENTS:

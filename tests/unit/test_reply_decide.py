@@ -969,3 +969,11 @@ def test_a_price_drop_is_answered_from_the_faq() -> None:
         "the price dropped right after I bought it, can I get the difference", "change_order", 0.68
     )
     assert d.action == "faq" and d.faq_id == "faq-price-protection"
+
+
+def test_a_missing_item_is_answered_from_the_faq_and_a_stranger_order_is_a_dispute() -> None:
+    faq = FakeFaq({"missing": ("faq-missing-item", "Check for a second parcel first.")})
+    d = Chat(shop(), faq=faq).say("one item is missing from my package", "change_order", 0.73)
+    assert d.action == "faq" and d.faq_id == "faq-missing-item"
+    d = Chat(shop()).say("there's an order on my account I didn't make", "track_order", 0.88)
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
