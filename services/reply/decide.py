@@ -1330,12 +1330,11 @@ class _Policy:
                 return d
             answers.append(d)
         self.state.last_order_id = ""
-        combined = replace(
+        return replace(
             answers[0],
             reason=f"{intent} for {len(answers)} orders named",
             text="\n".join(d.text for d in answers),
         )
-        return combined
 
     async def after_lookup(self, intent: str, resp: Any) -> Decision:
         lang, s = self.lang, self.state

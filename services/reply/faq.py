@@ -57,8 +57,10 @@ PREFIXES = PREFIX_SCHEMES["query-query"]
 # Lowest top-1 cosine answered from the FAQ: the F0.5 optimum of the same measurement (a wrong
 # FAQ answer is worse than the intent's template). At 0.94: 29% of the held-out paraphrases are
 # answered, 78% of those with the right entry, and 0.5% of out-of-scope messages get an FAQ
-# answer (0.92: 56% answered, 71% right, 3.5% of negatives). e5 cosines are compressed
-# (unrelated texts score ~0.85), hence the high value.
+# answer (0.92: 56% answered, 71% right, 3.5% of negatives). Session 13, 86 held-out questions
+# (43 entries per language), 699 negatives: 30% answered at 0.94, 81% of those right, 0.7% of
+# the negatives answered. e5 cosines are compressed (unrelated texts score ~0.85), hence the
+# high value.
 THRESHOLD = 0.94
 
 
