@@ -10,7 +10,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    - intent contact_human_agent (confident) or an explicit "转人工" / "talk to a person" →
      customer_request;
    - dispute words (charged twice, chargeback, lawyer, 重复扣款, 投诉到消协, a hacked account,
-     orders the customer did not place ...) → dispute, after
+     orders the customer did not place, "delivered" but never received ...) → dispute, after
      an apology; so does intent complaint (confident) unless the bot just asked a question (a
      return reason such as "it arrived broken" reads like a complaint but answers the question);
    - a manager or supervisor asked for ("叫你们经理来") → customer_request;
@@ -23,7 +23,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    (``ask``), which counts as a low-confidence turn. A return reason is taken as given unless
    it is a question about something else; so is a pick of an order ("where is my phone case
    order?" while asked which order to cancel starts tracking). A new address sent before the
-   order is chosen is kept for it.
+   order is chosen is kept for it. Asked to confirm, a message naming another order of the
+   same list ("不是这个，是第三个") switches the request to that order.
 3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
    of the customer's orders, a message naming another of them ("no, the mug one") that is not a
    confident different request repeats the request for that order. An order id alone with no
@@ -1045,6 +1046,19 @@ class _Policy:
             and t.intent != "out_of_scope"
         )
 
+    def other_offered_order(self, p: Pending) -> str:
+        """Another order of the list this request was offered, named while the bot asks to
+        confirm the one picked ("不是这个，是第三个", "no, the mug one"); "" when none is."""
+        s, turn = self.state, self.turn
+        if not s.offered or s.offered_intent != p.intent:
+            return ""
+        pick = followups.pick_choice(
+            turn.text, s.offered, turn.values("order_id"), turn.values("product")
+        )
+        if isinstance(pick, OrderChoice) and pick.order_id != p.order_id:
+            return pick.order_id
+        return ""
+
     def kept(self, pending: Pending) -> Decision:
         self.state.pending = None
         if not pending.order_id:
@@ -1098,6 +1112,9 @@ class _Policy:
                 )
             )
         if p.awaiting == "confirm":
+            other = self.other_offered_order(p)
+            if other:  # "等等，不是这个，是第三个" was read as "no" and nothing happened
+                return await self.serve(p.intent, other)
             answer = followups.yes_or_no(turn.text)
             if answer is True:
                 return await self.execute_confirmed(p)

@@ -31,6 +31,9 @@ _DISPUTE_EN = re.compile(
     r"hacked|someone (else )?(logged|got|broke) into my account|"
     r"unauthori[sz]ed (orders?|purchases?|charges?|logins?|access)|"
     r"(orders?|purchases?) (that )?i (didn'?t|did not|never) (make|place|made|placed)|"
+    # delivered on paper, never received: someone must take it up with the courier
+    r"(says|shows|marked( as)?|tracking says)( it( was|'s| is))? delivered,? but (i )?"
+    r"(never|didn'?t|did not|haven'?t|have not|nothing|it never|it didn'?t|it hasn'?t)|"
     r"(orders?|purchases?) (on|in) my account (that )?i (didn'?t|did not|never) "
     r"(make|place|made|placed|order|recogni[sz]e)|"
     r"i (didn'?t|did not|never) (make|place|order) (this|these|that|those|the) (orders?|purchases?)|"
@@ -40,7 +43,8 @@ _DISPUTE_EN = re.compile(
 _DISPUTE_ZH = re.compile(
     r"扣了两次|扣款两次|重复扣款|多扣|扣了两遍|被扣两次|付了两次|重复支付|拒付|退单争议|律师|起诉|"
     r"告你们|法院|打官司|消协|消费者协会|12315|工商局|市场监管|报警|骗子|诈骗|欺诈|黑店|"
-    r"账号被盗|账户被盗|被盗号|盗号|盗刷|被人登录|别人登录了我的|不是我下的单|不是我本人下的|我没下过|我没买过这|莫名其妙多了"
+    r"账号被盗|账户被盗|被盗号|盗号|盗刷|被人登录|别人登录了我的|不是我下的单|不是我本人下的|我没下过|我没买过这|莫名其妙多了|"
+    r"(?:显示|已经|写着)?已?签收.{0,8}(?:没|未)(?:有)?收到|签收了.{0,8}(?:没|未)(?:有)?收到"
 )
 # How many negative turns in a row mean the conversation is not getting better.
 NEGATIVE_TURNS_FOR_HANDOFF = 3

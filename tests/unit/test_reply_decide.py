@@ -977,3 +977,37 @@ def test_a_missing_item_is_answered_from_the_faq_and_a_stranger_order_is_a_dispu
     assert d.action == "faq" and d.faq_id == "faq-missing-item"
     d = Chat(shop()).say("there's an order on my account I didn't make", "track_order", 0.88)
     assert d.action == "handoff" and d.handoff_reason == "dispute"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("订单显示已签收但我没收到货", "zh"),
+        ("it says delivered but I never got it", "en"),
+        ("tracking says delivered but nothing arrived", "en"),
+    ],
+)
+def test_delivered_on_paper_but_not_received_goes_to_a_person(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "track_order", 0.9)
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
+
+
+def test_naming_another_offered_order_while_asked_to_confirm_switches_to_it() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192868", "u1001", "paid", (MUG,), paid_hours_ago=1))
+    chat = Chat(orders, language="zh")
+    d = chat.say("取消订单", "cancel_order")
+    assert d.action == "ask" and len(d.choices) == 2
+    first, second = (c.split(" · ")[0].split(". ")[-1] for c in d.choices)
+    d = chat.say("第一个", "greeting", 0.88)
+    assert d.template_id == "ask_cancel_confirm" and first in d.text
+    # "not this one, the second": the other order's confirmation, not "kept"
+    d = chat.say("等等，不是这个，是第二个", "track_order", 0.61)
+    assert d.template_id == "ask_cancel_confirm" and second in d.text and first not in d.text
+    d = chat.say("确认", "greeting", 0.35)
+    assert d.order_call is not None and d.order_call.rpc == "CancelOrder"
+    assert d.order_call.order_id == second
+    # a plain "no" still keeps the order
+    chat = Chat(shop(), language="zh")
+    chat.say("取消订单7730192812", "cancel_order")
+    assert chat.say("不取消了", "cancel_order", 0.4).template_id == "kept"
