@@ -4,7 +4,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 
 1. Handoff active (a person has the conversation) → ``forward``: the message goes to
    kefu.handoff.v1 and the bot says nothing, until the agent desk sends ``release``.
-1b. "Are you a bot?" / "你是机器人吗" / "who are you" → ``answer`` saying what the bot is and how
+1b. "Are you a bot?" / "你是机器人吗" / "who are you" / "what can you do" → ``answer`` saying what the bot is and how
    to reach a person, unless the message also asks for one or sentiment escalates.
 2. Handoff triggers → ``handoff`` (reason):
    - intent contact_human_agent (confident) or an explicit "转人工" / "talk to a person" →
@@ -25,7 +25,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    order?" while asked which order to cancel starts tracking). A new address sent before the
    order is chosen is kept for it. Asked to confirm, a message naming another order of the
    same list ("不是这个，是第三个") switches the request to that order.
-3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
+3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
+   "2", "退货退款") → that request, as if the model had read it.
+ of an order request that offered or matched several
    of the customer's orders, a message naming another of them ("no, the mug one") that is not a
    confident different request repeats the request for that order. An order id alone with no
    such request before it → track_order for it (rule 7).
@@ -210,6 +212,8 @@ _MANAGER_REQUEST = re.compile(
 # _HUMAN_REQUEST, or told "I can't help with that") unless the customer also asks for a person
 _ASKS_IF_BOT = re.compile(
     r"你是(?:不是)?(?:机器人|真人|人工|ai|人)|是(?:不是)?机器人|是真人吗|是人工吗|机器人吗|你是谁|"
+    # what it can do: "I can't help with that one" was the answer to "你能干什么"
+    r"你(?:能|会|可以)(?:干|做|帮我做|帮我干)?(?:什么|啥)|\bwhat can (?:you|u) do\b|\bwhat do (?:you|u) do\b|"
     r"\bwho\s+(?:are|r)\s+(?:you|u)\b|"
     r"\b(?:are|r)\s+(?:you|u)\s+(?:a\s+|an\s+)?(?:real\s+)?(?:bot|robot|human|person|ai|machine|real)\b|"
     r"\bis\s+this\s+(?:a\s+|an\s+)?(?:bot|robot|real person|human|ai|machine)\b|"
@@ -413,6 +417,21 @@ _LATEST_ORDER = re.compile(
     r"刚(?:刚|才)?(?:买|下单|下|拍)的",
     re.IGNORECASE,
 )
+
+
+def picked_intent(text: str, offered: Sequence[str], language: str) -> str:
+    """The intent a reply to a clarify picks: by position ("第一个", "2") or by its name as
+    offered ("退货退款"); "" when it picks none."""
+    if not offered:
+        return ""
+    n = followups.ordinal(text)
+    if n is not None and (n == -1 or 1 <= n <= len(offered)):
+        return offered[n - 1] if n != -1 else offered[-1]
+    t = text.strip().lower()
+    for intent in offered:
+        if any(tpl.intent_name(intent, lang).lower() in t for lang in (language, "zh", "en")):
+            return intent
+    return ""
 
 
 def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[OrderChoice]:
@@ -797,11 +816,16 @@ class _Policy:
         trigger = self.handoff_trigger()
         if trigger is not None:
             return trigger
+        clarified, s.clarify_intents = s.clarify_intents, []
         if s.pending is not None:
             decision = await self.continue_pending(s.pending)
             if decision is not None:
                 return decision
             s.pending = None  # the customer moved on to something else
+        picked = picked_intent(turn.text, clarified, self.lang)
+        if picked:
+            # "第一个" after "您是想：退货退款、下单、还是退款政策？" was greeted as a hello
+            return await self.act_on(picked)
         named = self.named_offered_order()  # once: correction and "it" both need it
         corrected = await self.correction(named)
         if corrected is not None:
@@ -905,6 +929,18 @@ class _Policy:
             return await self.inform(turn.intent)
         return self.low_confidence(self.clarify)  # an intent this policy does not know
 
+    async def act_on(self, intent: str) -> Decision:
+        """The request the customer picked from a clarify, as if the model had read it."""
+        if intent in ORDER_INTENTS:
+            return await self.ask_which_order(intent)
+        if intent == "contact_human_agent":
+            return self.handoff("customer_request", "a person picked from the options")
+        if intent == "complaint":
+            return self.handoff("dispute", "a complaint picked from the options")
+        if intent in SMALL_TALK:
+            return self.say("answer", f"picked from the options: {intent}", intent)
+        return self.say("answer", f"picked from the options: {intent}", f"intent:{intent}")
+
     async def after_sales(self, named: str) -> Decision:
         """A wrong, damaged or broken item received: a return of that order, its reason the
         message itself. "收到的是坏的怎么办" asks what to do: the FAQ answers when it holds it."""
@@ -993,12 +1029,14 @@ class _Policy:
         return None
 
     def clarify(self) -> Decision:
-        options = [
-            tpl.intent_name(intent, self.lang)
+        intents = [
+            intent
             for intent, _ in self.turn.ranking
             if intent not in ("out_of_scope", "") and intent in tpl.INTENT_NAMES
         ][:3]
+        options = [tpl.intent_name(intent, self.lang) for intent in intents]
         if len(options) >= 2:
+            self.state.clarify_intents = intents
             d = self.say(
                 "clarify",
                 "low confidence: offering the top intents",

@@ -96,6 +96,8 @@ class DialogueState:
     # can correct the bot's pick in the next turns
     offered: list[OrderChoice] = field(default_factory=list)
     offered_intent: str = ""
+    # the intents the last turn's clarify offered, so "第一个" / "the 2nd" can pick one
+    clarify_intents: list[str] = field(default_factory=list)
     pending: Pending | None = None
     low_confidence_streak: int = 0
     negative_streak: int = 0
@@ -133,6 +135,7 @@ class DialogueState:
             last_order_turn=int(doc.get("last_order_turn", 0)),
             offered=[_choice(c) for c in doc.get("offered", [])],
             offered_intent=doc.get("offered_intent", ""),
+            clarify_intents=[str(x) for x in doc.get("clarify_intents", [])],
             pending=_pending_from(pending) if pending else None,
             low_confidence_streak=int(doc.get("low_confidence_streak", 0)),
             negative_streak=int(doc.get("negative_streak", 0)),

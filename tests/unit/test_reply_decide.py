@@ -1011,3 +1011,33 @@ def test_naming_another_offered_order_while_asked_to_confirm_switches_to_it() ->
     chat = Chat(shop(), language="zh")
     chat.say("取消订单7730192812", "cancel_order")
     assert chat.say("不取消了", "cancel_order", 0.4).template_id == "kept"
+
+
+def test_picking_an_option_of_a_clarify_acts_on_that_request() -> None:
+    ranking = (("get_refund", 0.44), ("place_order", 0.2), ("check_refund_policy", 0.15))
+    chat = Chat(shop(), language="zh")
+    d = chat.say("我想退掉之前买的东西", "get_refund", 0.44, ranking=ranking)
+    assert d.action == "clarify" and len(d.choices) == 3
+    # "第一个" was greeted as a hello
+    d = chat.say("第一个", "greeting", 0.88)
+    assert d.action == "ask" and d.order_call is not None and d.order_call.rpc == "ListOrders"
+    # by name, and by position among options that are no order request
+    chat = Chat(shop())
+    chat.say("hmm refund thing", "get_refund", 0.44, ranking=ranking)
+    assert chat.say("refund policy", "check_refund_policy", 0.4).template_id == (
+        "intent:check_refund_policy"
+    )
+    chat = Chat(shop())
+    chat.say("hmm refund thing", "get_refund", 0.44, ranking=ranking)
+    assert chat.say("2", "out_of_scope", 0.9).template_id == "intent:place_order"
+    # the options are for the next turn only
+    chat = Chat(shop())
+    chat.say("hmm refund thing", "get_refund", 0.44, ranking=ranking)
+    chat.say("hello", "greeting")
+    assert chat.say("1", "out_of_scope", 0.9).action != "ask"
+
+
+@pytest.mark.parametrize(("text", "language"), [("你能干什么", "zh"), ("what can you do", "en")])
+def test_asking_what_the_bot_can_do_is_answered(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.95, out_of_scope=True)
+    assert d.action == "answer" and d.template_id == "bot_identity"
