@@ -1108,6 +1108,21 @@ class _Policy:
     async def continue_pending(self, p: Pending) -> Decision | None:
         turn = self.turn
         if p.awaiting == "order_choice":
+            products = turn.values("product")
+            picks = followups.pick_choice(turn.text, p.choices, turn.values("order_id"), products)
+            if p.intent == "get_refund" and picks is None and _RETURN_REASON.search(turn.text):
+                # "质量不好" (why, not which) read as "不好" = no, and the return was dropped
+                p.reason = turn.masked_text[:200]
+                labels = [c.label for c in p.choices]
+                return self.with_choices(
+                    self.say(
+                        "ask",
+                        "return reason noted: asking which order",
+                        "ask_order_choice",
+                        orders=numbered(labels),
+                    ),
+                    labels,
+                )
             if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             # "where is my phone case order?" while asked which order to cancel is a new

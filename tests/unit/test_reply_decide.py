@@ -1041,3 +1041,19 @@ def test_picking_an_option_of_a_clarify_acts_on_that_request() -> None:
 def test_asking_what_the_bot_can_do_is_answered(text: str, language: str) -> None:
     d = Chat(shop(), language=language).say(text, "out_of_scope", 0.95, out_of_scope=True)
     assert d.action == "answer" and d.template_id == "bot_identity"
+
+
+def test_a_return_reason_sent_instead_of_the_order_is_kept_and_the_order_asked_again() -> None:
+    orders = shop()
+    orders.orders.append(
+        make_order("7730192868", "u1001", "delivered", (EARBUDS,), delivered_days_ago=1)
+    )
+    chat = Chat(orders, language="zh")
+    d = chat.say("我要退货", "get_refund")
+    assert d.action == "ask" and len(d.choices) == 2
+    # "质量不好" read as "不好" = no, and the return was dropped
+    d = chat.say("质量不好", "out_of_scope", 0.9)
+    assert d.action == "ask" and d.template_id == "ask_order_choice"
+    d = chat.say("7730192868", "out_of_scope", 0.5)
+    assert d.order_call is not None and d.order_call.rpc == "CreateReturn"
+    assert orders.last_request["reason"] == "质量不好"
