@@ -980,11 +980,18 @@ class _Policy:
 
     def named_offered_order(self) -> str:
         """An order of the last offer this message names that is not the one just served."""
-        s, turn = self.state, self.turn
-        if not s.offered or not self.recent_order():
+        if not self.recent_order():
             return ""
-        pick = followups.pick_choice(turn.text, s.offered, (), turn.values("product"))
-        if isinstance(pick, OrderChoice) and pick.order_id != s.last_order_id:
+        return self.offered_other_than(self.state.last_order_id, ())
+
+    def offered_other_than(self, order_id: str, order_ids: Sequence[str]) -> str:
+        """An order of the last offer (``state.offered``) the message names, by position,
+        product or one of ``order_ids``, other than ``order_id``; "" when none."""
+        s, turn = self.state, self.turn
+        if not s.offered:
+            return ""
+        pick = followups.pick_choice(turn.text, s.offered, order_ids, turn.values("product"))
+        if isinstance(pick, OrderChoice) and pick.order_id != order_id:
             return pick.order_id
         return ""
 
@@ -1084,19 +1091,6 @@ class _Policy:
             and t.intent != "out_of_scope"
         )
 
-    def other_offered_order(self, p: Pending) -> str:
-        """Another order of the list this request was offered, named while the bot asks to
-        confirm the one picked ("不是这个，是第三个", "no, the mug one"); "" when none is."""
-        s, turn = self.state, self.turn
-        if not s.offered or s.offered_intent != p.intent:
-            return ""
-        pick = followups.pick_choice(
-            turn.text, s.offered, turn.values("order_id"), turn.values("product")
-        )
-        if isinstance(pick, OrderChoice) and pick.order_id != p.order_id:
-            return pick.order_id
-        return ""
-
     def kept(self, pending: Pending) -> Decision:
         self.state.pending = None
         if not pending.order_id:
@@ -1108,21 +1102,13 @@ class _Policy:
     async def continue_pending(self, p: Pending) -> Decision | None:
         turn = self.turn
         if p.awaiting == "order_choice":
-            products = turn.values("product")
-            picks = followups.pick_choice(turn.text, p.choices, turn.values("order_id"), products)
-            if p.intent == "get_refund" and picks is None and _RETURN_REASON.search(turn.text):
+            pick = followups.pick_choice(
+                turn.text, p.choices, turn.values("order_id"), turn.values("product")
+            )
+            if p.intent == "get_refund" and pick is None and _RETURN_REASON.search(turn.text):
                 # "质量不好" (why, not which) read as "不好" = no, and the return was dropped
                 p.reason = turn.masked_text[:200]
-                labels = [c.label for c in p.choices]
-                return self.with_choices(
-                    self.say(
-                        "ask",
-                        "return reason noted: asking which order",
-                        "ask_order_choice",
-                        orders=numbered(labels),
-                    ),
-                    labels,
-                )
+                return self.offer_orders(p.choices, "return reason noted: asking which order")
             if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             # "where is my phone case order?" while asked which order to cancel is a new
@@ -1133,26 +1119,15 @@ class _Policy:
             address = self.address_in_turn() if p.intent == "change_shipping_address" else None
             if address is not None:
                 p.address = address  # kept until the customer says which order
-            pick = followups.pick_choice(
-                turn.text, p.choices, turn.values("order_id"), turn.values("product")
-            )
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
                 return await self.serve(p.intent, order_id)
-            labels = [c.label for c in p.choices]
             if address is not None:
-                return self.with_choices(
-                    self.say(
-                        "ask",
-                        "new address noted: asking which order",
-                        "ask_order_choice",
-                        orders=numbered(labels),
-                    ),
-                    labels,
-                )
+                return self.offer_orders(p.choices, "new address noted: asking which order")
             if self.switching(p):
                 return None
+            labels = [c.label for c in p.choices]
             return self.low_confidence(
                 lambda: self.with_choices(
                     self.say(
@@ -1165,8 +1140,14 @@ class _Policy:
                 )
             )
         if p.awaiting == "confirm":
-            other = self.other_offered_order(p)
-            if other:  # "等等，不是这个，是第三个" was read as "no" and nothing happened
+            # another order of the list this request offered ("等等，不是这个，是第三个") was
+            # read as "no" and nothing happened
+            other = (
+                self.offered_other_than(p.order_id, turn.values("order_id"))
+                if self.state.offered_intent == p.intent
+                else ""
+            )
+            if other:
                 return await self.serve(p.intent, other)
             answer = followups.yes_or_no(turn.text)
             if answer is True:
@@ -1257,6 +1238,13 @@ class _Policy:
         d.choices = labels
         return d
 
+    def offer_orders(self, choices: Sequence[OrderChoice], why: str) -> Decision:
+        """ "Which order is it?" with the numbered list."""
+        labels = [c.label for c in choices]
+        return self.with_choices(
+            self.say("ask", why, "ask_order_choice", orders=numbered(labels)), labels
+        )
+
     def busy(self, call: OrderCallResult, keep: Pending) -> Decision:
         """The order system did not answer: a graceful reply, then a person on the 2nd turn."""
         s = self.state
@@ -1320,16 +1308,7 @@ class _Policy:
                 s.pending.address = self.address_in_turn() or {}
             if intent == "get_refund":
                 s.pending.reason = self.reason_in_request()
-            labels = [c.label for c in choices]
-            d = self.with_choices(
-                self.say(
-                    "ask",
-                    f"{intent}: no order id; listing recent orders",
-                    "ask_order_choice",
-                    orders=numbered(labels),
-                ),
-                labels,
-            )
+            d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
         d.order_call = call
         return d
 
