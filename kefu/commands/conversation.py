@@ -557,8 +557,9 @@ def preflight(settings: Settings, ports: Any = None) -> Any:
                 f"the stack is not healthy: {', '.join(bad)} not ready; "
                 "see `kefu stack status` and start it with `kefu stack up`"
             )
-        web = (ports or stacklib.ServicePorts.defaults(settings)).web["reply"]
-        wait_for_faq(web, say=lambda line: click.echo(line, err=True))
+        web = (ports or stacklib.ServicePorts.defaults(settings)).web
+        wait_for_faq(web["reply"], say=lambda line: click.echo(line, err=True))
+        wait_for_recommender(web["recommend"])
     if db["orders"].find_one({}) is None:
         raise StackNotUp("no orders in MongoDB: load the demo data with `kefu seed`")
     return db
@@ -588,8 +589,8 @@ def local_outage(settings: Settings, ports: Any = None) -> OutageHook:
     return outage
 
 
-def _reply_readiness(port: int) -> dict[str, Any]:
-    """The reply stage's /readyz document ({} when it cannot be read)."""
+def _readiness(port: int) -> dict[str, Any]:
+    """A stage's /readyz document ({} when it cannot be read)."""
     import urllib.error
     import urllib.request
 
@@ -609,7 +610,7 @@ def _reply_readiness(port: int) -> dict[str, Any]:
 
 def _orders_ok_in_reply(port: int) -> bool:
     """The reply stage's /readyz says its OrderService channel is usable."""
-    return bool((_reply_readiness(port).get("orders") or {}).get("ok"))
+    return bool((_readiness(port).get("orders") or {}).get("ok"))
 
 
 def wait_for_faq(port: int, timeout: float = 60.0, say: Callable[[str], None] = print) -> str:
@@ -619,7 +620,7 @@ def wait_for_faq(port: int, timeout: float = 60.0, say: Callable[[str], None] = 
     told = False
     detail = ""
     while time.monotonic() < deadline:
-        body = _reply_readiness(port)
+        body = _readiness(port)
         detail = str((body.get("faq") or {}).get("detail", ""))
         if body.get("faq_mode") == "semantic search" or "no encoder" in detail:
             return detail
@@ -628,6 +629,24 @@ def wait_for_faq(port: int, timeout: float = 60.0, say: Callable[[str], None] = 
             told = True
         time.sleep(1.0)
     return detail
+
+
+def wait_for_recommender(port: int, timeout: float = 60.0) -> str:
+    """After `kefu seed` the recommend stage loads the new model and catalog within ~10 s;
+    conversations that ask for suggestions need them. Returns the stage's recommender detail
+    (at once when no model is published: there is nothing to wait for)."""
+    deadline = time.monotonic() + timeout
+    detail = ""
+    while time.monotonic() < deadline:
+        body = _readiness(port)
+        detail = str((body.get("recommender") or {}).get("detail", ""))
+        if _LOADED_CATALOG.search(detail) or "no recommend model" in detail:
+            return detail
+        time.sleep(1.0)
+    return detail
+
+
+_LOADED_CATALOG = re.compile(r"\b[1-9]\d* products\b")
 
 
 # -- printing -------------------------------------------------------------------------------------------

@@ -257,6 +257,13 @@ _STOP = {"the", "a", "an", "my", "of", "for", "and", "with", "to", "in", "on", "
          "pro", "new", "set", "pack", "mini", "max", "plus", "men", "women", "mens", "womens"}  # fmt: skip
 
 
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# what ends a Chinese product name after its head noun: "（黑色）", " 8mm", " 30ml", "》", " 2 包"
+_ZH_NAME_TAIL = re.compile(
+    r"(?:[（(][^（）()]*[）)]|[》」]|\s*[\dA-Za-z.+%×x*]+\s*[片包颗枚袋个支对双只装]*|\s+)+$"
+)
+
+
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
@@ -289,8 +296,11 @@ class ProductMatcher:
                 self._en.append((str(p["_id"]), words, (base or words)[-1]))
             name_zh = str(p.get("name_zh", ""))
             keys = [name_zh] if name_zh else []
-            if len(name_zh) >= 2:
-                keys += [name_zh[-2:], name_zh[-3:]] if len(name_zh) >= 3 else [name_zh[-2:]]
+            # the head noun ends the name before its variant and size: "手机壳（黑色）" → 手机壳,
+            # "瑜伽垫 8mm" → 瑜伽垫 (the tail "mm" matched "recommend"), "《水浒传》" → 水浒传
+            core = _ZH_NAME_TAIL.sub("", name_zh)
+            if len(core) >= 2 and _CJK.match(core[-1]) and _CJK.match(core[-2]):
+                keys += [core[-2:], core[-3:]] if len(core) >= 3 else [core[-2:]]
             if keys:
                 self._zh.append((str(p["_id"]), sorted(set(keys), key=len, reverse=True)))
 

@@ -17,7 +17,13 @@ from services.recommend.behavior import (
     parse_behavior,
     save_interaction_async,
 )
-from services.recommend.gating import context_product_ids, decide, signals_from_envelope
+from services.recommend.gating import (
+    MIN_PRODUCT_MATCH,
+    context_product_ids,
+    decide,
+    requested_categories,
+    signals_from_envelope,
+)
 from services.recommend.history import HistoryCache
 from services.recommend.recommender import Recommender
 from services.recommend.store import load_catalog_async, load_model
@@ -43,7 +49,13 @@ def build(settings: Settings) -> Stage:
     behavior = stage.topic(TOPIC_BEHAVIOR)
     db = async_db(settings)
     root = settings.models_path
-    state: dict[str, Any] = {"rec": None, "version": None, "checked": 0.0, "detail": "not loaded"}
+    state: dict[str, Any] = {
+        "rec": None,
+        "version": None,
+        "checked": 0.0,
+        "products": 0,
+        "detail": "not loaded",
+    }
     history = HistoryCache()
 
     def ready() -> tuple[bool, str]:
@@ -53,11 +65,13 @@ def build(settings: Settings) -> Stage:
     stage.health.add_check("recommender", ready)
 
     async def refresh(force: bool = False) -> None:
-        """Reload model, catalog and histories when a new model is published or every REFRESH_S."""
+        """Reload model, catalog and histories when a new model is published or every REFRESH_S
+        (every timer tick while the catalog is empty: a stack started before `kefu seed`)."""
         version = registry.current_version(root, "recommend")
         if (
             not force
             and version == state["version"]
+            and state["products"] > 0
             and time.monotonic() - state["checked"] < REFRESH_S
         ):
             return
@@ -76,6 +90,7 @@ def build(settings: Settings) -> Stage:
         state.update(
             rec=Recommender(model, catalog, version=version),
             version=version,
+            products=len(catalog),
             detail=f"model {version}, {len(catalog)} products, {loaded} interactions",
         )
         metrics.MODEL_VERSION.labels(SERVICE, "recommend", version).set(1)
@@ -95,7 +110,9 @@ def build(settings: Settings) -> Stage:
 
     async def recommend(env: Envelope) -> None:
         section = env.recommend
-        attach, why = decide(signals_from_envelope(env))
+        signals = signals_from_envelope(env)
+        section.requested = signals.requested
+        attach, why = decide(signals)
         if attach:
             try:
                 if await in_handoff(env.conversation_id):
@@ -107,11 +124,16 @@ def build(settings: Settings) -> Stage:
         if attach and rec is None:
             attach, why = False, "no_model"
         if attach and rec is not None:
+            # asked for suggestions, "耳机" is a category to choose from, not a product seen
+            requested = signals.requested
             items = rec.recommend(
                 history.recent(env.user_id),
                 n=TOP_K,
                 language=env.language,
-                context_product_ids=context_product_ids(env),
+                context_product_ids=context_product_ids(
+                    env, MIN_PRODUCT_MATCH if requested else 0.0
+                ),
+                categories=requested_categories(env, rec.catalog) if requested else (),
             )
             for s in items:
                 section.items.add(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from services.runtime.mongo import PRODUCT_ID_RE
@@ -102,3 +104,53 @@ class Catalog:
 
     def products(self) -> list[Product]:
         return list(self._products.values())
+
+    def categories_named(self, text: str) -> list[str]:
+        """Categories whose name the message uses ("耳机", "phone cases", "tea"), in order of
+        appearance. Each part of a category label counts: "充电器与数据线" is named by "数据线",
+        "美妆护肤" by "护肤", "Tea & coffee" by "coffee"; English words match singular or plural."""
+        lower = text.lower()
+        words = [_singular(w) for w in _WORD.findall(lower)]
+        found: list[tuple[int, str]] = []
+        for category, (zh_parts, en_parts) in self._category_names.items():
+            at = [lower.find(part) for part in zh_parts if part in lower]
+            at += [len(text) + words.index(ws[0]) for ws in en_parts if all(w in words for w in ws)]
+            if at:
+                found.append((min(at), category))
+        return [c for _, c in sorted(found)]
+
+    @cached_property
+    def _category_names(self) -> dict[str, tuple[list[str], list[list[str]]]]:
+        """category → (Chinese label parts, English label parts as word lists)."""
+        names: dict[str, tuple[list[str], list[list[str]]]] = {}
+        for p in self._products.values():
+            if not p.category or p.category in names:
+                continue
+            zh = [part for part in _ZH_SPLIT.split(p.category_zh) if part]
+            # a four-character label is two words: "美妆护肤" is asked for as "护肤品"
+            zh += [
+                half
+                for part in zh
+                if len(part) == 4
+                for half in (part[:2], part[2:])
+                if half not in _ZH_GENERIC
+            ]
+            en = [
+                [_singular(w) for w in _WORD.findall(part) if w not in _EN_ADJECTIVES]
+                for part in _EN_SPLIT.split(p.category_en.lower())
+            ]
+            names[p.category] = (zh, [ws for ws in en if ws])
+        return names
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+_ZH_SPLIT = re.compile(r"[与和及、/&,，\s]+")
+_EN_SPLIT = re.compile(r"\s*(?:&|,|/|\band\b)\s*")
+_EN_ADJECTIVES = frozenset({"smart", "other", "assorted"})  # "a gadget" names "Smart gadgets"
+_ZH_GENERIC = frozenset({"用品", "产品", "商品", "智能"})
+
+
+def _singular(word: str) -> str:
+    """ "cases" → "case", "men's" → "men": enough to match the words of a category label."""
+    word = word.removesuffix("'s")
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

@@ -5,13 +5,19 @@ methods, reviews, or about a specific product) and to a happy ending (a positive
 They are never attached while the customer is unhappy or trying to undo a purchase: complaints,
 refunds, cancellations, negative sentiment, escalation, out-of-scope messages, or a conversation
 that is (or is asking to be) with a human agent. Blocking reasons win over attaching ones.
+
+A customer who asks for suggestions ("有什么好用的耳机推荐吗", "can you recommend a phone case?")
+gets them unless a person has the conversation or the turn escalates: the intent model has no
+such intent and reads these as out of scope, and the words say plainly what is wanted.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kefu.v1.events_pb2 import Envelope
+from services.recommend.catalog import Catalog
 from services.runtime.mongo import PRODUCT_ID_RE
 
 SHOPPING_INTENTS = frozenset({"place_order", "delivery_options", "check_payment_methods", "review"})
@@ -39,6 +45,23 @@ SKIP_REASONS = (
 )
 
 
+# Asking for suggestions. Not "你们推荐的那款" (a product already suggested), not a referral code
+# ("推荐码", "推荐人"), not "the recommended charger".
+ASKS_FOR_SUGGESTIONS = re.compile(
+    r"推[荐薦](?![的过過码碼人奖獎])|有(什么|什麼|啥|没有|沒有)好(用|看|吃|喝|玩|穿)的"
+    r"|买(什么|啥)好|哪[款个個种種](比较|比較)?好|送(什么|啥)(礼物|禮物)?好|值得买"
+    r"|\brecommend(?!ed\b)|\brecommendations?\b|\bsuggest(ions?)?\s+(a|an|some|me|any|for)\b"
+    r"|\bany\s+suggestions?\b|\bwhat\s+should\s+i\s+(buy|get|order)\b"
+    r"|\bwhich\s+(one|\w+)\s+should\s+i\s+(buy|get)\b|\bgift\s+ideas?\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_suggestions(text: str) -> bool:
+    """The customer asks what to buy: "有什么耳机推荐吗", "any good books you'd suggest?"."""
+    return bool(ASKS_FOR_SUGGESTIONS.search(text))
+
+
 @dataclass(frozen=True)
 class TurnSignals:
     """What the earlier stages found out about this turn."""
@@ -50,6 +73,7 @@ class TurnSignals:
     sentiment: str = ""  # negative | neutral | positive ("" when sentiment did not run)
     escalate: bool = False
     in_handoff: bool = False  # the conversation is currently with a human agent
+    requested: bool = False  # the customer asked for suggestions (asks_for_suggestions)
 
 
 def decide(signals: TurnSignals) -> tuple[bool, str]:
@@ -59,6 +83,8 @@ def decide(signals: TurnSignals) -> tuple[bool, str]:
         return False, "handoff"
     if s.escalate:
         return False, "escalation"
+    if s.requested:
+        return True, ""
     if s.out_of_scope or s.intent == "out_of_scope":
         return False, "out_of_scope"
     if s.intent in COMPLAINT_INTENTS:
@@ -93,16 +119,44 @@ def signals_from_envelope(env: Envelope, in_handoff: bool = False) -> TurnSignal
         sentiment=env.sentiment.label,
         escalate=env.sentiment.escalate,
         in_handoff=in_handoff,
+        requested=asks_for_suggestions(env.text),
     )
 
 
-def context_product_ids(env: Envelope) -> list[str]:
+# A product entity matched by less than this share of its name is a kind of product ("耳机",
+# "a phone case"), not that product: asking for suggestions, it names a category only.
+MIN_PRODUCT_MATCH = 0.5
+
+
+def context_product_ids(env: Envelope, min_score: float = 0.0) -> list[str]:
     """Product ids the customer mentions in this turn (normalised entity values), in order.
 
-    Values that are not product ids (a fuzzy match that found none) are left out.
+    Values that are not product ids (a fuzzy match that found none) are left out, and so are
+    matches scored below ``min_score``.
     """
     out: list[str] = []
     for e in env.nlu.entities:
-        if e.type == "product" and PRODUCT_ID_RE.match(e.value) and e.value not in out:
+        if (
+            e.type == "product"
+            and PRODUCT_ID_RE.match(e.value)
+            and e.score >= min_score
+            and e.value not in out
+        ):
             out.append(e.value)
+    return out
+
+
+def requested_categories(env: Envelope, catalog: Catalog | None) -> list[str]:
+    """The categories a request for suggestions is about: named in the message ("耳机",
+    "phone case"), else those of the products it mentions; none: any category."""
+    if catalog is None:
+        return []
+    named = catalog.categories_named(env.text)
+    if named:
+        return named
+    out: list[str] = []
+    for pid in context_product_ids(env):
+        product = catalog.get(pid)
+        if product is not None and product.category and product.category not in out:
+            out.append(product.category)
     return out

@@ -75,6 +75,7 @@ class Recommender:
                 product = catalog.get(pid)
                 self._available[i] = product is not None and product.stock > 0
                 self._category[i] = product.category if product is not None else ""
+        self._category_array = np.array(self._category, dtype=object)
         pop = model.popularity.astype(np.float64)
         self._pop_norm = pop / pop.max() if n and pop.max() > 0 else np.zeros(n)
         # Fallback orders: available items with any popularity, most popular first.
@@ -95,12 +96,14 @@ class Recommender:
         n: int = 3,
         language: str = "en",
         context_product_ids: Sequence[str] = (),
+        categories: Sequence[str] = (),
         now: float | None = None,
     ) -> list[Suggestion]:
         """Up to ``n`` suggestions for a customer with this ``history`` (any order).
 
         ``context_product_ids`` are products the customer is asking about in this turn: they
-        count as fresh views, and are never suggested back.
+        count as fresh views, and are never suggested back. ``categories``, when given, are the
+        only ones suggested from ("有什么耳机推荐吗"): fewer than ``n`` rather than off-topic ones.
         """
         if n < 1:
             return []
@@ -134,6 +137,8 @@ class Recommender:
             hist_w = np.fromiter((agg[p][0] for _, p in hist), dtype=np.float64, count=len(hist))
             scores = self.model.score(hist_idx, hist_w)
             scores[~self._available] = -np.inf
+            if categories:
+                scores[~np.isin(self._category_array, list(categories))] = -np.inf
             for pid in excluded:
                 j = self.model.index_of(pid)
                 if j is not None:
@@ -151,7 +156,7 @@ class Recommender:
                     chosen.append(self._suggestion(j, float(scores[j]), text, code, lang))
                     taken.add(j)
         if len(chosen) < n:
-            chosen += self._popular(n - len(chosen), lang, recent, excluded, taken)
+            chosen += self._popular(n - len(chosen), lang, recent, excluded, taken, categories)
         return chosen
 
     @staticmethod
@@ -171,15 +176,20 @@ class Recommender:
         recent: Sequence[Interaction],
         excluded: set[str],
         taken: set[int],
+        only: Sequence[str] = (),
     ) -> list[Suggestion]:
-        """Best sellers: first in the categories of the newest products the customer touched."""
-        categories: list[str] = []
-        for h in reversed(recent):
-            product = self.catalog.get(h.product_id) if self.catalog is not None else None
-            if product is not None and product.category and product.category not in categories:
-                categories.append(product.category)
+        """Best sellers: in the categories ``only`` when given, else first in the categories of
+        the newest products the customer touched."""
+        if only:
+            orders = [self._category_order.get(c, []) for c in only]
+        else:
+            touched: list[str] = []
+            for h in reversed(recent):
+                product = self.catalog.get(h.product_id) if self.catalog is not None else None
+                if product is not None and product.category and product.category not in touched:
+                    touched.append(product.category)
+            orders = [self._category_order.get(c, []) for c in touched] + [self._global_order]
         out: list[Suggestion] = []
-        orders = [self._category_order.get(c, []) for c in categories] + [self._global_order]
         for order in orders:
             for j in order:
                 if len(out) == n:

@@ -27,7 +27,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    same list ("不是这个，是第三个") switches the request to that order.
 3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
    "2", "退货退款") → that request, as if the model had read it.
- of an order request that offered or matched several
+3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
    of the customer's orders, a message naming another of them ("no, the mug one") that is not a
    confident different request repeats the request for that order. An order id alone with no
    such request before it → track_order for it (rule 7).
@@ -36,7 +36,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
    (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7).
-3d. A problem with goods received ("you sent me the wrong item", "屏幕碎了", "衣服有个洞"; not a
+3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
+   ``requested``), with no order id and no confident order request, complaint, payment problem
+   or request for a person → ``answer`` listing recommend's items, in the category named when
+   one is; with none → ``answer`` asking what kind of product is wanted.
+3d. A problem with goods received ("you sent me the wrong item", "屏幕碎了", "衣服有个洞", a product
+   named as broken: "耳机坏了"; not a
    missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return
    reason, whatever the intent model read, unless it read a return, refund, cancellation, a
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
@@ -333,8 +338,8 @@ _FILLER = re.compile(
 _RETURN_REASON = re.compile(
     r"质量|坏了|坏的|破了|破损|有洞|杂音|太差|很差|不合适|尺码|偏大|偏小|太大|太小|不喜欢|不想要|"
     r"发错|错发|少发|漏发|过期|变质|掉色|褪色|划痕|瑕疵|假货|不符|色差|起球|开线|漏水|不能用|故障|"
-    r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|货不对|发来的|不是我买的|不是我要的|有个洞|破洞|"
-    r"\b(?:broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|rusty|"
+    r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|货不对|发来的|不是我买的|不是我要的|有个洞|破洞|坏掉|用不了|没法用|"
+    r"\b(?:broke|broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|rusty|"
     r"rusted|rust|smells?|moldy|mouldy|leaks?|leaking|shattered|missing|"
     r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|"
     r"wrong (?:size|item|colou?r|product|thing|model|one)s?|not what i (?:ordered|bought)|hole|"
@@ -359,9 +364,18 @@ _RECEIVED_PROBLEM = re.compile(
     r"\b(?:has|had|with)\s+(?:a|some)\s+(?:hole|crack|tear)s?\b|\bstopped working\b",
     re.IGNORECASE,
 )
+# Said of a product the message names ("耳机坏了", "the headphones broke"); alone, "坏了" may be
+# the app or the website.
+_PRODUCT_BROKEN = re.compile(
+    r"坏了|坏掉了|碎了|裂了|破了|不能用了|用不了了|没法用了|\bbroke\b|\b(?:is|are)\s+broken\b|"
+    r"\b(?:does|do)n'?t work\b|\b(?:is|are)n'?t working\b",
+    re.IGNORECASE,
+)
 # Answers to a customer who declined or dropped something: "先不改了" reads negative to the
 # sentiment model, but "Sorry about the trouble. OK, the order stays as it is" is odd.
 _NO_APOLOGY_TEMPLATES = frozenset({"kept", "dropped", "acknowledged"})
+# read confidently, these win over a request for suggestions in the same message
+_NOT_FOR_SUGGESTIONS = frozenset({"complaint", "contact_human_agent", "payment_issue"})
 _APOLOGY_OPENING = re.compile(
     r"\s*(?:非常|很|十分|实在)?(?:抱歉|对不起|不好意思)|\s*(?:we'?re|i'?m|we are|i am)\s+"
     r"(?:so |very |really |truly )?sorry|\s*(?:sorry|apologies|our apologies)\b",
@@ -491,6 +505,7 @@ class Turn:
     negative_score: float = 0.0
     escalate: bool = False
     recommendations: tuple[Recommended, ...] = ()
+    suggestions_requested: bool = False  # "有什么耳机推荐吗": recommend's `requested`
     embedding: bytes = b""
     encoder_version: str = ""
 
@@ -532,6 +547,7 @@ def turn_from_envelope(env: Envelope) -> Turn:
         recommendations=tuple(Recommended(i.name, i.reason) for i in rec.items if i.name)
         if rec.attached
         else (),
+        suggestions_requested=rec.requested,
         embedding=nlu.embedding,
         encoder_version=nlu.encoder_version,
     )
@@ -748,7 +764,11 @@ class _Policy:
                 )
             # none on a turn the bot did not understand ("that didn't solve anything" was read as
             # a happy "thanks" by recommend)
-            suggest = d.action in ("answer", "faq", "order") and self.understood
+            suggest = (
+                d.action in ("answer", "faq", "order")
+                and self.understood
+                and d.template_id != "suggestions"  # the answer is the list already
+            )
             if suggest and turn.recommendations:
                 items = [
                     recommendation_text(r, self.lang)
@@ -766,6 +786,16 @@ class _Policy:
         if turn.confident and not turn.out_of_scope:
             s.last_intent = turn.intent
         s.remember(PastTurn(s.turn, turn.masked_text[:200], turn.intent, d.action, turn.sentiment))
+
+    def suggestions(self) -> Decision:
+        """Asked what to buy: the recommend stage's items are the answer."""
+        items = [
+            recommendation_text(r, self.lang)
+            for r in self.turn.recommendations[:MAX_RECOMMENDATIONS]
+        ]
+        if not items:
+            return self.say("answer", "asked for suggestions, none to give", "no_suggestions")
+        return self.say("answer", "asked for suggestions", "suggestions", items=numbered(items))
 
     def handoff(self, reason: str, why: str) -> Decision:
         s = self.state
@@ -853,12 +883,23 @@ class _Policy:
         if _ABANDON.search(text) and len(text) <= 16 and not looks_like_question(text):
             # "算了不取消了" with nothing pending was read as a new cancellation
             return self.say("answer", "the customer dropped a request", "acknowledged")
+        if (
+            turn.suggestions_requested
+            and not turn.values("order_id")
+            and not (turn.confident and turn.intent in ORDER_INTENTS | _NOT_FOR_SUGGESTIONS)
+        ):
+            # "有什么好用的耳机推荐吗" (out of scope 0.99) was told "I can't help with that"
+            return self.suggestions()
         if _VAGUE_ORDER_HELP.fullmatch(text) and not turn.values("order_id"):
             # "I have a problem with my order" names no request: the classifier guesses one
             return self.say(
                 "ask", "order help without a request: asking what is needed", "order_help"
             )
-        if _RECEIVED_PROBLEM.search(text) and turn.intent not in _AFTER_SALES_AS_READ:
+        received_problem = _RECEIVED_PROBLEM.search(text) or (
+            # "你们推荐的那个耳机坏了": a product of the catalog named as broken
+            turn.values("product") and _PRODUCT_BROKEN.search(text)
+        )
+        if received_problem and turn.intent not in _AFTER_SALES_AS_READ:
             return await self.after_sales(named)
         if _EXCHANGE.search(text) and (
             turn.intent in ("change_order", "out_of_scope") or not turn.confident

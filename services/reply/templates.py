@@ -117,6 +117,26 @@ TEMPLATES: dict[str, T] = {
             "Exchanges are possible within 7 days of delivery (item in good condition) or 30 days for quality problems: My Orders > the order > After-sales > Exchange, then choose the size or colour you want.",
         ),
     },
+    "suggestions": {
+        "zh": (
+            "为您推荐这几款：{items}\n想看看别的类型的话，告诉我就行。",
+            "您可以看看这几款：{items}",
+        ),
+        "en": (
+            "Here are a few you might like:{items}\nTell me if you'd like another kind of product.",
+            "You could have a look at these:{items}",
+        ),
+    },
+    "no_suggestions": {
+        "zh": (
+            "抱歉，这会儿没有合适的商品可以推荐。告诉我您想找哪类商品，比如“推荐一款耳机”，我再帮您看看。",
+            "暂时没找到适合推荐的商品。您想找哪类商品呢？比如“有什么充电宝推荐”。",
+        ),
+        "en": (
+            'Sorry, I have nothing to suggest right now. Tell me what kind of product you\'re after, for example "recommend some earphones".',
+            'I couldn\'t find anything to suggest just now. What kind of product are you looking for? For example "any good phone cases?"',
+        ),
+    },
     "not_resolved": {
         "zh": (
             "抱歉没能帮到您。能再具体说说遇到的问题吗？需要人工客服的话，回复“转人工”就行。",

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
 import time
 import uuid
@@ -132,12 +133,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
         db = handle.db()
         seed(db, reset=True)
         seed_faq(db)
+        # as `kefu seed` does: a recommender learnt from the seeded behaviour (scripts that ask
+        # for suggestions need one, and a fresh machine has none)
+        from services.recommend.store import load_training_data, train_and_publish
+
+        train_and_publish(
+            load_training_data(db).interactions, settings.models_path, source="integration tests"
+        )
         # reply re-reads the FAQ every 15 s and embeds it: scripts with FAQ turns need it loaded
-        from kefu.commands.conversation import wait_for_faq
+        from kefu.commands.conversation import wait_for_faq, wait_for_recommender
 
         detail = wait_for_faq(ports.web["reply"], timeout=180, say=print)
         if "semantic search" not in detail:
             pytest.fail(f"the reply stage did not load the FAQ within 180 s: {detail!r}")
+        detail = wait_for_recommender(ports.web["recommend"], timeout=120)
+        if not re.search(r"\b[1-9]\d* products\b", detail):
+            pytest.fail(f"the recommend stage did not load its catalog in 120 s: {detail!r}")
         yield handle
     finally:
         stacklib.down(settings, say=lambda line: None)

@@ -61,3 +61,21 @@ def test_one_letter_of_a_contraction_names_no_product() -> None:
     matcher = ProductMatcher([shirt])
     assert matcher.find("there's an order on my account I didn't make") == []
     assert [e.value for e in matcher.find("where is my t-shirt")] == ["P9"]
+
+
+def test_chinese_head_noun_comes_before_the_variant_and_the_size() -> None:
+    # the last characters of "加厚防滑瑜伽垫 8mm" were "mm", found inside "recommend"; those of
+    # "…手机壳（黑色）" were "色）", so "我的手机壳" named no product
+    mat = {"_id": "P1", "name_en": "Extra-thick yoga mat, 8 mm", "name_zh": "加厚防滑瑜伽垫 8mm"}
+    case = {
+        "_id": "P2",
+        "name_en": "Bumper case for iPhone 15, black",
+        "name_zh": "四角防摔手机壳（黑色）",
+    }
+    book = {"_id": "P3", "name_en": "Water Margin", "name_zh": "《水浒传》"}
+    matcher = ProductMatcher([mat, case, book])
+    assert matcher.find("can you recommend a good phone case?")[0].value == "P2"
+    assert [e.value for e in matcher.find("can you recommend something?")] == []
+    assert [e.value for e in matcher.find("我的手机壳到哪了")] == ["P2"]
+    assert [e.value for e in matcher.find("瑜伽垫什么时候发货")] == ["P1"]
+    assert [e.value for e in matcher.find("水浒传到了吗")] == ["P3"]

@@ -7,11 +7,15 @@ import itertools
 import pytest
 
 from kefu.v1.events_pb2 import Envelope
+from services.recommend.catalog import Catalog, Product
 from services.recommend.gating import (
+    MIN_PRODUCT_MATCH,
     SKIP_REASONS,
     TurnSignals,
+    asks_for_suggestions,
     context_product_ids,
     decide,
+    requested_categories,
     signals_from_envelope,
 )
 
@@ -165,3 +169,59 @@ def test_signals_from_envelope() -> None:
     env.sentiment.escalate = True
     assert decide(signals_from_envelope(env)) == (False, "escalation")
     assert decide(signals_from_envelope(Envelope(), in_handoff=True)) == (False, "handoff")
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("有什么好用的耳机推荐吗", True),
+        ("帮我推荐一下", True),
+        ("推薦一下", True),
+        ("送什么礼物好", True),
+        ("can you recommend a good phone case?", True),
+        ("any suggestions?", True),
+        ("what should i buy for my mom", True),
+        # a product already suggested, a referral code, a complaint
+        ("你们推荐的那个耳机坏了", False),
+        ("推荐码怎么用", False),
+        ("the recommended charger broke", False),
+        ("I suggest you fix your app", False),
+        ("where is my order", False),
+    ],
+)
+def test_asks_for_suggestions(text: str, asks: bool) -> None:
+    assert asks_for_suggestions(text) is asks
+
+
+def test_asked_for_suggestions_they_come_unless_a_person_has_it_or_it_escalates() -> None:
+    asked = TurnSignals("out_of_scope", 0.99, out_of_scope=True, requested=True)
+    assert decide(asked) == (True, "")
+    assert decide(TurnSignals("complaint", sentiment="negative", requested=True)) == (True, "")
+    assert decide(TurnSignals("out_of_scope", requested=True, in_handoff=True)) == (
+        False,
+        "handoff",
+    )
+    assert decide(TurnSignals("out_of_scope", requested=True, escalate=True)) == (
+        False,
+        "escalation",
+    )
+
+
+def test_requested_categories_from_the_words_else_the_products_named() -> None:
+    shop = Catalog(
+        [
+            Product(
+                "P10001", "iPhone 手机壳", "iPhone case", "phone-cases", "手机壳", "Phone cases", 5
+            ),
+            Product("P10002", "降噪耳机", "ANC earbuds", "earphones", "耳机", "Earphones", 5),
+        ]
+    )
+    env = Envelope(text="有什么好用的耳机推荐吗")
+    assert requested_categories(env, shop) == ["earphones"]
+    env = Envelope(text="anything like my iPhone thing?")
+    env.nlu.entities.add(type="product", value="P10001", score=0.3)
+    assert requested_categories(env, shop) == ["phone-cases"]
+    # a weak match names a kind of product, not one seen: it is no context product then
+    assert context_product_ids(env) == ["P10001"]
+    assert context_product_ids(env, MIN_PRODUCT_MATCH) == []
+    assert requested_categories(env, None) == []

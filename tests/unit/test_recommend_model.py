@@ -277,3 +277,39 @@ def test_catalog_documents_are_validated() -> None:
     ):
         with pytest.raises(CatalogError):
             product_from_document(bad)
+
+
+def test_asked_categories_are_the_only_ones_suggested(model: RecModel) -> None:
+    rec = Recommender(model, catalog())
+    # A phone customer asking "有什么鞋推荐吗" gets shoes only, from the model and from popularity.
+    history = _history("u", PHONES[:4])
+    asked = rec.recommend(history, n=20, categories=["shoes"], now=T0 + DAY)
+    assert asked and all(s.product_id in SHOES for s in asked)
+    assert rec.recommend([], n=3, categories=["shoes"])[0].product_id in SHOES
+    # A category nobody sells: nothing, rather than something off-topic.
+    assert rec.recommend(history, n=3, categories=["furniture"]) == []
+
+
+def test_a_message_names_categories_by_any_part_of_their_label() -> None:
+    def product(pid: str, category: str, zh: str, en: str) -> Product:
+        return Product(pid, pid, pid, category, zh, en, 1)
+
+    shop = Catalog(
+        [
+            product("P1", "phone-cases", "手机壳", "Phone cases"),
+            product("P2", "chargers", "充电器与数据线", "Chargers & cables"),
+            product("P3", "beauty", "美妆护肤", "Beauty & skincare"),
+            product("P4", "mens", "男装", "Men's clothing"),
+            product("P5", "womens", "女装", "Women's clothing"),
+            product("P6", "gadgets", "智能数码", "Smart gadgets"),
+            product("P7", "tea-coffee", "茶与咖啡", "Tea & coffee"),
+        ]
+    )
+    assert shop.categories_named("can you recommend a good phone case?") == ["phone-cases"]
+    assert shop.categories_named("推荐一根数据线") == ["chargers"]
+    assert shop.categories_named("护肤品推荐") == ["beauty"]
+    assert shop.categories_named("women's clothing ideas") == ["womens"]
+    assert shop.categories_named("any gadget for my dad") == ["gadgets"]
+    assert shop.categories_named("先看看咖啡，再看看手机壳") == ["tea-coffee", "phone-cases"]
+    assert shop.categories_named("recommend something nice") == []
+    assert shop.categories_named("a phone for my mum") == []  # "phone" alone is no phone case

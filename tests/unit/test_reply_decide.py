@@ -598,6 +598,26 @@ def test_recommendations_are_appended_in_the_customers_language() -> None:
     assert d.action == "answer" and "钢化膜（常与手机壳一起购买）" in d.text
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_asked_what_to_buy_the_suggestions_are_the_answer(language: str) -> None:
+    recs = (Recommended("降噪耳机", "耳机类热销"), Recommended("蓝牙耳机", ""))
+    ask = "有什么好用的耳机推荐吗" if language == "zh" else "any good earbuds you'd recommend?"
+    d = Chat(shop(), language=language).say(
+        ask, "out_of_scope", 0.99, recommendations=recs, requested=True
+    )
+    assert d.action == "answer" and d.template_id == "suggestions"
+    assert "\n1. 降噪耳机" in d.text and "\n2. 蓝牙耳机" in d.text
+    assert d.text.count("降噪耳机") == 1  # not appended a second time
+    # nothing to suggest: the customer is asked what kind of product, not told "can't help"
+    none = Chat(shop(), language=language).say(ask, "out_of_scope", 0.99, requested=True)
+    assert none.action == "answer" and none.template_id == "no_suggestions"
+    # an order request in the same words wins: "the earbuds you recommended, where are they?"
+    order = Chat(shop(), language=language).say(
+        "7730192812 推荐一下", "track_order", 0.9, recommendations=recs, requested=True
+    )
+    assert order.action == "order"
+
+
 # -- the envelope side ------------------------------------------------------------------------------
 def test_turn_from_envelope_and_reply_section() -> None:
     env = Envelope(
@@ -849,6 +869,19 @@ def test_a_problem_with_received_goods_starts_a_return_of_a_delivered_order(
         d = chat.say("全部" if language == "zh" else "all of them", "out_of_scope", 0.5)
     assert d.order_call is not None and d.order_call.rpc == "CreateReturn", d.reason
     assert orders.last_request["reason"] == text  # not asked why: the complaint says it
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("你们推荐的那个马克杯坏了", "zh"), ("the mug broke after a day", "en")]
+)
+def test_a_product_named_as_broken_starts_a_return(text: str, language: str) -> None:
+    orders = shop()
+    chat = Chat(orders, language=language)
+    d = chat.say(text, "out_of_scope", 0.55, products=("P10003",))
+    assert d.action in ("ask", "order") and "7730192857" in d.text, d.reason
+    # "坏了" alone may be the app: no product named, no return
+    d = Chat(shop(), language="zh").say("你们的app又坏了", "out_of_scope", 0.7)
+    assert d.action == "clarify"
 
 
 def test_a_return_reason_before_the_order_is_chosen_is_kept() -> None:

@@ -215,6 +215,7 @@ class Chat:
         escalate: bool = False,
         products: tuple[str, ...] = (),
         recommendations: tuple[Recommended, ...] = (),
+        requested: bool = False,
         out_of_scope: bool = False,
         language: str = "",
         language_confidence: float = 1.0,
@@ -238,6 +239,7 @@ class Chat:
             negative_score=negative,
             escalate=escalate,
             recommendations=recommendations,
+            suggestions_requested=requested,
         )
         deps = Deps(orders=self.orders, faq=self.faq, now=lambda: NOW)
         decision = asyncio.run(decide(turn, self.state, deps))
