@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +312,7 @@ def _eval(kind: str, data_path: Path, model: Path | None, png: Path | None, quie
             embedder, data.texts, Path(settings.cache_dir) / "embeddings", "embedding", not quiet
         )
     report = (
-        evaluate_intent(head, data, embeddings, states)
+        evaluate_intent(head, data, embeddings, states, _reread(embedder, head))
         if kind == "intent"
         else evaluate_sentiment(head, data, embeddings, states)
     )
@@ -378,3 +378,13 @@ def eval_sentiment_command(
 
 # Names for kefu/cli.py's registry of commands.
 COMMANDS = (train, eval_group)
+
+
+def _reread(embedder: Any, head: Any) -> Callable[[list[str]], Sequence[Any]]:
+    """How nlu reads a message again without its opening greeting, for `kefu eval intent`."""
+    from services.models.heads import EncoderEmbedder
+    from services.nlu.understand import predict_intents
+
+    if isinstance(embedder, EncoderEmbedder):
+        return lambda texts: predict_intents(embedder.encoder, head, texts)
+    return lambda texts: head.predict(embedder.embed(texts), texts)

@@ -6,7 +6,7 @@ negative, since a three-way model's "neutral" is not an error on a "positive" ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 from services.models.datasets import OUT_OF_SCOPE, LabelledData
 from services.models.heads import classification_metrics
 from services.models.intent import IntentModel, oos_metrics
+from services.models.openings import reread_openings
 from services.models.sentiment import SentimentModel, negative_vs_not
 
 
@@ -78,9 +79,13 @@ def evaluate_intent(
     data: LabelledData,
     embeddings: np.ndarray,
     states: Sequence[np.ndarray] | None = None,
+    reread: Callable[[list[str]], Sequence[Any]] | None = None,
 ) -> EvalReport:
-    """``states``: the token states ``model.states_layer`` names, when it has tuned layers."""
-    predictions = model.predict(embeddings, data.texts, states)
+    """``states``: the token states ``model.states_layer`` names, when it has tuned layers.
+    ``reread``: reads texts again, so that greetings in front of a request are read as the nlu
+    stage reads them (services/models/openings.py)."""
+    first = model.predict(embeddings, data.texts, states)
+    predictions = reread_openings(data.texts, first, reread) if reread is not None else first
     predicted = [p.intent for p in predictions]
     report = build_report("intent", data.labels, predicted, oos_metrics(data.labels, predicted))
     in_scope = [i for i, label in enumerate(data.labels) if label != OUT_OF_SCOPE]
@@ -90,6 +95,9 @@ def evaluate_intent(
         top3 = [any(r[0] == data.labels[i] for r in predictions[i].ranking) for i in in_scope]
         report.summary["in_scope_top1"] = float(np.mean(top1))
         report.summary["in_scope_top3"] = float(np.mean(top3))
+    changed = sum(1 for a, b in zip(first, predictions, strict=True) if a is not b)
+    if changed:
+        report.notes.append(f"{changed} messages read again without their opening greeting")
     unknown = sorted(set(data.labels) - set(model.labels) - {OUT_OF_SCOPE})
     if unknown:
         report.notes.append(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from kefu.v1.events_pb2 import Envelope
+from services.models.openings import reread_openings
 from services.nlu.entities import ProductMatcher, extract
 
 
@@ -95,12 +96,27 @@ def carried_states_layer(encoder: Any, intent_model: Any) -> int | None:
 def predict_batch(encoder: Any, intent_model: Any, texts: Sequence[str]) -> NluOutputs:
     """One encoder pass for the batch (sorted by length inside the encoder), then the head;
     a head with fine-tuned top layers gets the token states of that same pass, which are also
-    returned for sentiment."""
+    returned for sentiment. Messages read as small talk that open with a greeting ("你好，在吗？
+    订单…到哪了") are read again without it (services/models/openings.py)."""
     layer = carried_states_layer(encoder, intent_model)
     if layer is None:
         embeddings = encoder.embed(list(texts), prefix="query: ")
-        return NluOutputs(embeddings, intent_model.predict(embeddings, list(texts)))
-    embeddings, states = encoder.embed_with_states(list(texts), layer, prefix="query: ")
-    tuned_states = states if intent_model.states_layer is not None else None
-    predictions = intent_model.predict(embeddings, list(texts), tuned_states)
+        predictions = intent_model.predict(embeddings, list(texts))
+        states = None
+    else:
+        embeddings, states = encoder.embed_with_states(list(texts), layer, prefix="query: ")
+        tuned_states = states if intent_model.states_layer is not None else None
+        predictions = intent_model.predict(embeddings, list(texts), tuned_states)
+    predictions = reread_openings(
+        texts, predictions, lambda rest: predict_intents(encoder, intent_model, rest)
+    )
     return NluOutputs(embeddings, predictions, states, layer)
+
+
+def predict_intents(encoder: Any, intent_model: Any, texts: list[str]) -> list[Any]:
+    """The intent model's reading of ``texts`` alone (one encoder pass, nothing carried)."""
+    layer = intent_model.states_layer
+    if layer is None:
+        return list(intent_model.predict(encoder.embed(texts, prefix="query: "), texts))
+    embeddings, states = encoder.embed_with_states(texts, layer, prefix="query: ")
+    return list(intent_model.predict(embeddings, texts, states))

@@ -35,7 +35,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
-   (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7).
+   (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7);
+   so is "where is my order <id>" read as another, non-order request.
 3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
    ``requested``), with no order id and no confident order request, complaint, payment problem
    or request for a person → ``answer`` listing recommend's items, in the category named when
@@ -919,6 +920,14 @@ class _Policy:
             # a remark right after an order was served ("音质差，有杂音" once the return is filed)
             # was told "I can't help with that one"
             return self.say("answer", "a remark right after an order answer", "acknowledged")
+        if (
+            turn.values("order_id")
+            and turn.intent not in ORDER_INTENTS
+            and _WHERE_IS_MY.search(turn.text)
+        ):
+            # "sorry can we talk in english? where is my order 7730192846" read as
+            # contact_customer_service 0.66 got the opening hours: an order id asked where it is
+            return await self.serve("track_order", turn.values("order_id")[0])
         if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")

@@ -618,6 +618,25 @@ def test_asked_what_to_buy_the_suggestions_are_the_answer(language: str) -> None
     assert order.action == "order"
 
 
+@pytest.mark.parametrize(
+    ("text", "intent", "language"),
+    [
+        (
+            "sorry can we talk in english? where is my order 7730192846",
+            "contact_customer_service",
+            "en",
+        ),
+        ("能转英文吗？我的订单7730192846到哪了", "out_of_scope", "zh"),
+    ],
+)
+def test_an_order_id_asked_where_it_is_is_tracked_whatever_else_was_read(
+    text: str, intent: str, language: str
+) -> None:
+    d = Chat(shop(), language=language).say(text, intent, 0.66)
+    assert d.action == "order" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192846")
+
+
 # -- the envelope side ------------------------------------------------------------------------------
 def test_turn_from_envelope_and_reply_section() -> None:
     env = Envelope(

@@ -63,6 +63,10 @@ class RecordingEncoder:
         self.calls.append(list(texts))
         return np.ones((len(texts), DIM), np.float32), [_states(len(t), 1) for t in texts]
 
+    def embed(self, texts: list[str], prefix: str = "query: ") -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.ones((len(texts), DIM), np.float32)
+
 
 def test_sentiment_recomputes_only_the_states_that_were_not_carried() -> None:
     carried = _nlu_envelope("carried", _states(5))
@@ -95,3 +99,27 @@ def test_nlu_returns_the_encoders_top_states_even_for_a_frozen_intent_head() -> 
     assert outputs.states_layer == 8
     assert outputs.states is not None and [len(s) for s in outputs.states] == [2, 4]
     assert len(outputs.predictions) == 2 and outputs.embeddings.shape == (2, DIM)
+
+
+class GreetingFirst:
+    """Reads any message that starts with a greeting as one; anything else as tracking."""
+
+    states_layer = None
+
+    def predict(self, embeddings: Any, texts: list[str], states: Any = None) -> list[Any]:
+        return [
+            IntentPrediction("greeting", 0.53, [("greeting", 0.53)], False)
+            if t.startswith("你好")
+            else IntentPrediction("track_order", 0.97, [("track_order", 0.97)], False)
+            for t in texts
+        ]
+
+
+def test_nlu_reads_a_request_again_without_the_greeting_in_front_of_it() -> None:
+    encoder = RecordingEncoder()
+    texts = ["你好，在吗？订单到哪了", "你好", "where is it"]
+    outputs = predict_batch(encoder, GreetingFirst(), texts)
+    assert [p.intent for p in outputs.predictions] == ["track_order", "greeting", "track_order"]
+    # one more encoder pass, for the one message with something after its greeting
+    assert encoder.calls[1:] == [["订单到哪了"]]
+    assert len(outputs.embeddings) == 3  # the embeddings stay those of the whole messages
