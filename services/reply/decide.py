@@ -67,7 +67,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    not "if I order today ..."): the order id comes from the message's entities or
    the pending slot; or, within RECENT_ORDER_TURNS of looking an order up, "it" / "this order" /
    "这单" / "my order" / "那帮我取消吧" means that order (unless another order or a product is
-   named); without one → ``ask`` listing the customer's recent orders (ListOrders): only those
+   named), and so does a short request right after the answer ("能取消吗", "can I cancel?");
+   without one → ``ask`` listing the customer's recent orders (ListOrders): only those
    with the product named when several have it, and for tracking only the unshipped ones for
    "还没发货" / "什么时候发货", the paid and shipped ones for "still hasn't arrived"; when that
    leaves one order, or the message names a product only one has, or says "my last order" /
@@ -126,6 +127,9 @@ ORDER_FAILURE_TURNS_FOR_HANDOFF = 2
 MAX_LISTED_ORDERS = 5
 MAX_ORDERS_PER_TURN = 3  # order ids answered from one message
 MAX_RECOMMENDATIONS = 3
+# An order request this short, sent right after an order answer, is about that order
+SHORT_FOLLOW_UP_CHARS = 12  # letters, digits and Chinese characters
+SHORT_FOLLOW_UP_WORDS = 5
 
 SMALL_TALK = frozenset({"greeting", "thanks", "goodbye"})
 ORDER_INTENTS = frozenset(
@@ -464,6 +468,26 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
 )
+# what follows "算了" / "never mind" when the customer drops a request for another one: "算了，先帮我
+# 查下物流吧" (not "算了不取消了", "never mind, don't change it")
+_NEGATION = re.compile(r"不|别|没|\b(?:don'?t|do not|not|no|never)\b", re.IGNORECASE)
+_CONTENT = re.compile(r"[A-Za-z0-9\u4e00-\u9fff]")
+
+
+def abandoned_for_another(text: str) -> bool:
+    """The message drops a request ("算了") and asks something else after it."""
+    m = _ABANDON.search(text)
+    if m is None:
+        return False
+    rest = text[m.end() :]
+    return len(_CONTENT.findall(rest)) >= 3 and not _NEGATION.search(rest)
+
+
+def abandons(text: str) -> bool:
+    """The message drops a request and asks nothing else: "算了不取消了", "never mind"."""
+    return bool(_ABANDON.search(text)) and not abandoned_for_another(text)
+
+
 # "please try again" after "the order system is busy" asks for the same request again. The
 # intent model has no label for it and reads it as place_order (0.54) or 再试一次 as
 # place_order (0.71), which would otherwise count as a new request.
@@ -881,7 +905,7 @@ class _Policy:
         text = turn.text.strip()
         if _FILLER.fullmatch(text):  # "那个" / "我想问下": the question comes next
             return self.say("answer", "a lead-in without a question", "nudge")
-        if _ABANDON.search(text) and len(text) <= 16 and not looks_like_question(text):
+        if abandons(text) and len(text) <= 16 and not looks_like_question(text):
             # "算了不取消了" with nothing pending was read as a new cancellation
             return self.say("answer", "the customer dropped a request", "acknowledged")
         if (
@@ -1020,10 +1044,18 @@ class _Policy:
         turn = self.turn
         if named or turn.values("product") or _OTHER_ORDER.search(turn.text):
             return ""  # "cancel my huawei one" after tracking another
+        s = self.state
+        # "能取消吗" / "can I cancel?" right after an order answer got the FAQ's how-to
+        short_reply = (
+            s.last_order_turn == s.turn - 1
+            and len(_CONTENT.findall(turn.text)) <= SHORT_FOLLOW_UP_CHARS
+            and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS
+        )
         if (
             _THIS_ORDER.search(turn.text)
             or refers_to_own(turn.text)
             or _FOLLOW_UP.search(turn.text.strip())
+            or short_reply
         ):
             return self.recent_order()
         return ""
@@ -1159,7 +1191,9 @@ class _Policy:
                 # "质量不好" (why, not which) read as "不好" = no, and the return was dropped
                 p.reason = turn.masked_text[:200]
                 return self.offer_orders(p.choices, "return reason noted: asking which order")
-            if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
+            if abandoned_for_another(turn.text):
+                return None  # "算了，先帮我查下物流吧": the new request is served
+            if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             # "where is my phone case order?" while asked which order to cancel is a new
             # request about a listed order, not the pick: start it afresh (it finds the order
@@ -1199,6 +1233,8 @@ class _Policy:
             )
             if other:
                 return await self.serve(p.intent, other)
+            if abandoned_for_another(turn.text):
+                return None  # "算了，先帮我查下物流吧" was a "no" and the tracking was lost
             answer = followups.yes_or_no(turn.text)
             if answer is True:
                 return await self.execute_confirmed(p)
@@ -1210,7 +1246,9 @@ class _Policy:
                 lambda: self.say("ask", "waiting for yes or no", "ask_confirm_again")
             )
         if p.awaiting == "address":
-            if _ABANDON.search(turn.text) or followups.yes_or_no(turn.text) is False:
+            if abandoned_for_another(turn.text):
+                return None  # "算了，先帮我查下物流吧": the new request is served
+            if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             address = followups.parse_address(turn.text, self.lang)
             if address is not None:
@@ -1229,7 +1267,9 @@ class _Policy:
                 lambda: self.say("ask", "no address in the message", "ask_address_again")
             )
         if p.awaiting == "return_items":
-            if _ABANDON.search(turn.text):
+            if abandoned_for_another(turn.text):
+                return None
+            if abandons(turn.text):
                 return self.kept(p)
             chosen = followups.pick_items(turn.text, p.items, turn.values("product"))
             if chosen:
@@ -1254,7 +1294,9 @@ class _Policy:
                 )
             )
         if p.awaiting == "return_reason":
-            if _ABANDON.search(turn.text):
+            if abandoned_for_another(turn.text):
+                return None
+            if abandons(turn.text):
                 return self.kept(p)
             # a reason reads like a request ("尺码不合适" → change_order, "it's broken" →
             # complaint): only a confident question about something else moves on

@@ -222,10 +222,13 @@ def test_a_hesitant_order_intent_about_the_order_just_discussed_is_acted_on() ->
     d = chat.say("and what about the refund for it?", "track_refund", 0.45)
     assert d.order_call is not None
     assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192812")
-    # without a reference to it, the same confidence still clarifies
+    # right after the answer "refunds?" means its refund too; a turn later, with no reference
+    # to it, the same confidence clarifies
     chat = Chat(shop())
     chat.say("cancel 7730192812", "cancel_order")
     chat.say("yes", "", 0.2)
+    assert chat.say("refunds?", "track_refund", 0.45).action == "order"
+    chat.say("hello", "greeting")
     assert chat.say("refunds?", "track_refund", 0.45).action == "clarify"
 
 
@@ -635,6 +638,58 @@ def test_an_order_id_asked_where_it_is_is_tracked_whatever_else_was_read(
     d = Chat(shop(), language=language).say(text, intent, 0.66)
     assert d.action == "order" and d.order_call is not None
     assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192846")
+
+
+@pytest.mark.parametrize(("ask", "language"), [("能取消吗", "zh"), ("can I cancel?", "en")])
+def test_a_short_request_right_after_an_order_answer_is_about_that_order(
+    ask: str, language: str
+) -> None:
+    faq = FakeFaq(
+        {
+            "取消": ("faq-order-cancel", "发货前可在“我的订单”中取消。"),
+            "cancel": ("faq-order-cancel", "Cancel in My Orders."),
+        }
+    )
+    chat = Chat(shop(), language=language, faq=faq)
+    assert chat.say("7730192812", "track_order").action == "order"
+    d = chat.say(ask, "cancel_order", 0.87)
+    assert d.action == "ask" and "7730192812" in d.text  # the confirmation, not the how-to
+    assert chat.say("确定" if language == "zh" else "yes", "out_of_scope", 0.68).action == "order"
+    # later in the conversation the same words are a general question again
+    if language == "zh":  # ("can I cancel?" says "I": the customer's own order, see refers_to_own)
+        chat.say("你好", "greeting")
+        assert chat.say(ask, "cancel_order", 0.87).action == "faq"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("算了，先帮我查下物流吧", "zh"), ("never mind, where is my order 7730192846", "en")],
+)
+def test_dropping_a_request_for_another_serves_the_other(text: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    assert (
+        chat.say("我要取消订单" if language == "zh" else "cancel my order", "cancel_order").action
+        == "ask"
+    )
+    d = chat.say(text, "track_order", 0.98)
+    assert d.template_id != "kept" and d.action in ("ask", "order"), d.reason
+    assert chat.state.pending is None or chat.state.pending.intent == "track_order"
+    # asked to confirm, too
+    chat = Chat(shop(), language=language)
+    chat.say("7730192812", "track_order")
+    assert (
+        chat.say("能取消吗" if language == "zh" else "can I cancel?", "cancel_order").action
+        == "ask"
+    )
+    d = chat.say(text, "track_order", 0.98)
+    assert d.action in ("ask", "order") and d.template_id not in ("kept", "dropped"), d.reason
+    # with nothing pending, too
+    d = Chat(shop(), language=language).say(text, "track_order", 0.98)
+    assert d.action in ("ask", "order") and d.template_id != "acknowledged"
+    # "算了不取消了" still just drops it
+    chat = Chat(shop(), language="zh")
+    chat.say("我要取消订单", "cancel_order")
+    assert chat.say("算了不取消了", "cancel_order", 0.9).template_id in ("kept", "dropped")
 
 
 # -- the envelope side ------------------------------------------------------------------------------
