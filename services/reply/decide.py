@@ -36,7 +36,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
    (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7);
-   so is "where is my order <id>" read as another, non-order request.
+   so is "where is my order <id>" read as another, non-order request, and "催一下发货" /
+   "when will it ship" read as unsure or out of scope (the unshipped orders are offered).
 3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
    ``requested``), with no order id and no confident order request, complaint, payment problem
    or request for a person → ``answer`` listing recommend's items, in the category named when
@@ -203,7 +204,7 @@ RETURN_REFUSALS = {
 _WHAT = {
     "cancel_order": "cancel",
     "change_shipping_address": "address",
-    "change_order": "address",
+    "change_order": "change",  # "can I change the size …" was told about addresses
     "get_refund": "return",
 }
 _HUMAN_REQUEST = re.compile(
@@ -403,6 +404,8 @@ _AFTER_SALES_AS_READ = frozenset(
 # "都一个星期了还没发货" / "my parcel still hasn't arrived": which of the orders can be meant
 _NOT_SHIPPED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|(?:什么时候|啥时候|几时|何时|多久)发货|"
+    r"催(?:一下|一催|下)?发货|(?:尽快|快点|赶紧|早点)发(?:货)?|"
+    r"\b(?:hurry|speed|rush)\b.{0,20}\b(?:ship|dispatch|send)|\bship (?:it )?(?:faster|sooner|asap)\b|"
     r"\bwhen (?:will|do|does|are) (?:you|it|they|my \w+) (?:be )?(?:ship|shipped|dispatched|sent)\b|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
     re.IGNORECASE,
@@ -952,6 +955,10 @@ class _Policy:
             # "sorry can we talk in english? where is my order 7730192846" read as
             # contact_customer_service 0.66 got the opening hours: an order id asked where it is
             return await self.serve("track_order", turn.values("order_id")[0])
+        if _NOT_SHIPPED.search(text) and (turn.out_of_scope or not turn.confident):
+            # "能催一下发货吗，急用" (track_order 0.31) was asked to choose between three intents:
+            # the customer's unshipped orders are what it is about
+            return await self.ask_which_order("track_order")
         if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")

@@ -37,14 +37,20 @@ _DISPUTE_EN = re.compile(
     r"(orders?|purchases?) (on|in) my account (that )?i (didn'?t|did not|never) "
     r"(make|place|made|placed|order|recogni[sz]e)|"
     r"i (didn'?t|did not|never) (make|place|order) (this|these|that|those|the) (orders?|purchases?)|"
-    r"account (was |has been |got )?(compromised|stolen|hijacked))\b",
+    r"account (was |has been |got )?(compromised|stolen|hijacked)|"
+    # a parcel stolen, lost by the courier, or someone else's delivered: a case for a person
+    r"(package|parcel|delivery|order|box) (was |got |has been )?(stolen|taken|lost)|"
+    r"(stole|took) my (package|parcel|delivery)|lost my (package|parcel)|"
+    r"(received|got|delivered) (someone|somebody) else'?s (package|parcel|order|box|delivery))\b",
     re.IGNORECASE,
 )
 _DISPUTE_ZH = re.compile(
     r"扣了两次|扣款两次|重复扣款|多扣|扣了两遍|被扣两次|付了两次|重复支付|拒付|退单争议|律师|起诉|"
     r"告你们|法院|打官司|消协|消费者协会|12315|工商局|市场监管|报警|骗子|诈骗|欺诈|黑店|"
     r"账号被盗|账户被盗|被盗号|盗号|盗刷|被人登录|别人登录了我的|不是我下的单|不是我本人下的|我没下过|我没买过这|莫名其妙多了|"
-    r"(?:显示|已经|写着)?已?签收.{0,8}(?:没|未)(?:有)?收到|签收了.{0,8}(?:没|未)(?:有)?收到"
+    r"(?:显示|已经|写着)?已?签收.{0,8}(?:没|未)(?:有)?收到|签收了.{0,8}(?:没|未)(?:有)?收到|"
+    r"(?:包裹|快递|东西|货)(?:被人?|让人)(?:偷|拿走|顺走)|(?:包裹|快递)(?:丢了|弄丢|丢件)|丢件|"
+    r"收到(?:了)?别人的(?:包裹|快递|货|东西)"
 )
 # How many negative turns in a row mean the conversation is not getting better.
 NEGATIVE_TURNS_FOR_HANDOFF = 3

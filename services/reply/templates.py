@@ -827,6 +827,11 @@ ADVICE: dict[str, dict[str, str]] = {
         "zh": "发货前的订单才能改地址。",
         "en": "Addresses can only change before shipment.",
     },
+    "change_what": {"zh": "修改", "en": "be changed"},
+    "change_why": {
+        "zh": "发货前的订单才能修改商品、数量或规格；已发货的可以签收后申请换货。",
+        "en": "Items, sizes and quantities can only change before shipment; after delivery you can ask for an exchange.",
+    },
     "return_what": {"zh": "退货", "en": "be returned"},
     "return_why": {
         "zh": "签收后7天内的订单才能申请退货。",

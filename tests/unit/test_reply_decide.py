@@ -692,6 +692,26 @@ def test_dropping_a_request_for_another_serves_the_other(text: str, language: st
     assert chat.say("算了不取消了", "cancel_order", 0.9).template_id in ("kept", "dropped")
 
 
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("能催一下发货吗，急用", "zh"), ("can you hurry up and ship my order", "en")],
+)
+def test_asking_to_hurry_shipping_offers_the_unshipped_orders(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "track_order", 0.31)
+    # the one unshipped order is served (its state), not a clarify between three intents
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812"
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_no_order_to_change_says_why_for_changes_not_addresses(language: str) -> None:
+    orders = FakeOrders([make_order("5520481139", "u1001", "shipped", (MUG,))])
+    ask = "我想改一下订单的尺码" if language == "zh" else "can I change the size on my order to L?"
+    d = Chat(orders, language=language).say(ask, "change_order", 0.97)
+    assert d.action == "order" and d.template_id == "no_eligible_orders"
+    assert ("地址" not in d.text) if language == "zh" else ("address" not in d.text)
+
+
 # -- the envelope side ------------------------------------------------------------------------------
 def test_turn_from_envelope_and_reply_section() -> None:
     env = Envelope(
