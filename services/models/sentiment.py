@@ -144,11 +144,16 @@ def escalation_cues(text: str) -> list[tuple[str, str]]:
 
 
 def decide_escalation(negative: float, cues: list[tuple[str, str]]) -> tuple[bool, str]:
-    """Escalate on a strong cue with some negativity, or a mild cue with clear negativity."""
+    """Escalate on a strong cue with some negativity, or a mild cue with clear negativity.
+    Two different mild cues count as a strong one: "THIS IS THE THIRD TIME I'M ASKING" repeats
+    and shouts, and read only mildly negative it was merely apologised to."""
     strong = [c for c in cues if c[0] in _STRONG]
     mild = [c for c in cues if c[0] not in _STRONG and c[0] not in _NOT_ALONE]
-    fire = (strong and negative >= STRONG_CUE_MIN_NEGATIVE) or (
-        mild and negative >= MILD_CUE_MIN_NEGATIVE
+    mild_kinds = {kind for kind, _ in mild}
+    fire = (
+        (strong and negative >= STRONG_CUE_MIN_NEGATIVE)
+        or (len(mild_kinds) >= 2 and negative >= STRONG_CUE_MIN_NEGATIVE)
+        or (mild and negative >= MILD_CUE_MIN_NEGATIVE)
     )
     if not fire:
         return False, ""

@@ -51,8 +51,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
    (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
    paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
-   A price drop after buying ("降价了能退差价吗") or an item missing from a parcel → ``faq`` when
-   it holds the answer (price protection; check for a second parcel).
+   A price drop after buying ("降价了能退差价吗"), an item missing from a parcel or where a refund
+   goes ("will my refund go back to my card?") → ``faq`` when it holds the answer (price
+   protection; check for a second parcel; the original payment method).
 4. Low confidence (confidence < LOW_CONFIDENCE, not out_of_scope): ``faq`` when an FAQ entry
    matches above its threshold ("优惠券用不了是怎么回事"); else the 2nd in a row →
    ``handoff`` (low_confidence); otherwise ``clarify`` offering the top 2-3 intents. Exception:
@@ -423,7 +424,10 @@ _NOT_ARRIVED = re.compile(
 _FAQ_FIRST_TOPICS = re.compile(
     r"降价|差价|价保|价格保护|\bprice (?:dropped|drop|went down|protection|difference)\b|"
     r"\b(?:cheaper|on sale) (?:now|right after|after i|since)\b|"
-    r"少发|漏发|少了一件|少了一个|缺了一件|缺件|\b(?:is|are|was|were) missing\b|\bmissing (?:item|part|piece)s?\b",
+    r"少发|漏发|少了一件|少了一个|缺了一件|缺件|\b(?:is|are|was|were) missing\b|\bmissing (?:item|part|piece)s?\b|"
+    # where a refund goes is the same for every order ("will my refund go back to my card?")
+    r"退(?:款|钱)?(?:会|是)?(?:退)?(?:到|回)(?:哪|我的|原)|原路(?:退|返)回|"
+    r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid|come) back to\b|\brefunded to (?:my|the)\b",
     re.IGNORECASE,
 )
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")

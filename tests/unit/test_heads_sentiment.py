@@ -82,6 +82,18 @@ def test_waiting_alone_does_not_escalate_with_another_cue_it_does() -> None:
     assert fire and "repeated" in reason and "waiting" in reason
 
 
+def test_two_kinds_of_mild_cue_need_only_some_negativity() -> None:
+    # repeating and shouting at once was only apologised to at negative 0.6
+    both = escalation_cues("THIS IS THE THIRD TIME I'M ASKING WHERE IS MY ORDER")
+    assert {k for k, _ in both} == {"repeated", "shouting"}
+    assert decide_escalation(STRONG_CUE_MIN_NEGATIVE + 0.01, both)[0]
+    assert not decide_escalation(STRONG_CUE_MIN_NEGATIVE - 0.01, both)[0]
+    # one kind, found twice, is still one cue
+    shout = escalation_cues("WHERE IS MY PARCEL!!!")
+    assert {k for k, _ in shout} == {"shouting"}
+    assert not decide_escalation(MILD_CUE_MIN_NEGATIVE - 0.01, shout)[0]
+
+
 def test_script_detection_for_mixing_weights() -> None:
     assert is_cjk("质量很差") and is_cjk("这个order怎么还没到")
     assert not is_cjk("terrible product") and not is_cjk("cancel order 谢谢")

@@ -712,6 +712,23 @@ def test_no_order_to_change_says_why_for_changes_not_addresses(language: str) ->
     assert ("地址" not in d.text) if language == "zh" else ("address" not in d.text)
 
 
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("will my refund go back to my credit card?", "en"), ("我的退款会退到哪里", "zh")],
+)
+def test_where_a_refund_goes_is_answered_from_the_faq_not_per_order(
+    text: str, language: str
+) -> None:
+    faq = FakeFaq(
+        {
+            "card": ("faq-refund-method", "To the payment method."),
+            "退": ("faq-refund-method", "原路退回。"),
+        }
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "track_refund", 0.56)
+    assert d.action == "faq" and d.faq_id == "faq-refund-method"
+
+
 # -- the envelope side ------------------------------------------------------------------------------
 def test_turn_from_envelope_and_reply_section() -> None:
     env = Envelope(
