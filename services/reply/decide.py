@@ -426,8 +426,9 @@ _FAQ_FIRST_TOPICS = re.compile(
     r"\b(?:cheaper|on sale) (?:now|right after|after i|since)\b|"
     r"少发|漏发|少了一件|少了一个|缺了一件|缺件|\b(?:is|are|was|were) missing\b|\bmissing (?:item|part|piece)s?\b|"
     # where a refund goes is the same for every order ("will my refund go back to my card?")
-    r"退(?:款|钱)?(?:会|是)?(?:退)?(?:到|回)(?:哪|我的|原)|原路(?:退|返)回|"
-    r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid|come) back to\b|\brefunded to (?:my|the)\b",
+    # (not "退款到哪一步了" / "退款到哪了": those ask how far it got, for one order)
+    r"退(?:款|钱)?(?:会|是|能)?(?:退)?到哪(?:里|儿|个)|退回(?:到)?(?:哪|我的|原)|原路(?:退|返)回|"
+    r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid) back to\b|\brefunded to (?:my|the)\b",
     re.IGNORECASE,
 )
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
@@ -1222,6 +1223,11 @@ class _Policy:
                 return self.offer_orders(p.choices, "new address noted: asking which order")
             if self.switching(p):
                 return None
+            unlisted = await self.unlisted_order_named(p)
+            if unlisted:
+                # "the wok" when the wok's order was not offered: "couldn't match that" left the
+                # customer guessing; serving it says why it cannot be done
+                return await self.serve(p.intent, unlisted)
             labels = [c.label for c in p.choices]
             return self.low_confidence(
                 lambda: self.with_choices(
@@ -1394,6 +1400,10 @@ class _Policy:
             named = followups.best_mention(turn.text, choices, products)
             if named is None and _LATEST_ORDER.search(turn.text):
                 named = choices[0]  # "my last order" / "最近那单": ListOrders is newest first
+            if named is None and not followups.top_mentions(turn.text, every, products):
+                # "return the wok" when the wok's order cannot be returned: it was not listed
+                # and the customer got the others; serving it says why it cannot be done
+                named = self.named_among(orders, exclude=every)
             if named is None:
                 # "我昨天买的手机壳什么时候发货": only the unshipped orders with a phone case fit
                 fitting = followups.top_mentions(turn.text, every, products) or every
@@ -1414,6 +1424,25 @@ class _Policy:
             d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
         d.order_call = call
         return d
+
+    def named_among(
+        self, orders: Sequence[orders_pb2.Order], exclude: Sequence[OrderChoice]
+    ) -> OrderChoice | None:
+        """The one order of ``orders`` (not among ``exclude``) the message names by product."""
+        listed = {c.order_id for c in exclude}
+        others = [choice_of(o, self.lang) for o in orders if o.order_id not in listed]
+        return followups.best_mention(self.turn.text, others, self.turn.values("product"))
+
+    async def unlisted_order_named(self, p: Pending) -> str:
+        """An order of the customer's the message names by product that the bot did not offer
+        (it cannot take the request); "" when none, or when the order system cannot say."""
+        if not _CONTENT.search(self.turn.text):
+            return ""
+        call = await self.deps.orders.list_orders(self.turn.user_id, limit=10)
+        if not call.ok:
+            return ""  # the list is asked for again instead
+        named = self.named_among(list(call.response.orders), exclude=p.choices)
+        return named.order_id if named is not None else ""
 
     def no_eligible(self, intent: str) -> Decision:
         if intent == "track_refund":

@@ -727,6 +727,29 @@ def test_where_a_refund_goes_is_answered_from_the_faq_not_per_order(
     )
     d = Chat(shop(), language=language, faq=faq).say(text, "track_refund", 0.56)
     assert d.action == "faq" and d.faq_id == "faq-refund-method"
+    # how far a refund got is about the customer's orders, not where refunds go
+    for status in ("我的退款到哪一步了", "我的退款到哪了", "has my refund come back to me yet?"):
+        d = Chat(shop(), language=language, faq=faq).say(status, "track_refund", 0.99)
+        assert d.action in ("ask", "order"), (status, d.reason)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_naming_an_order_that_cannot_take_the_request_says_why(language: str) -> None:
+    # only the paid earbuds order can be cancelled; the mug is in a delivered order
+    cancel, mug = (
+        ("我要取消订单", "马克杯那个") if language == "zh" else ("cancel my order", "the mug")
+    )
+    chat = Chat(shop(), language=language)
+    listed = chat.say(cancel, "cancel_order")
+    assert listed.action == "ask" and "7730192857" not in listed.text
+    d = chat.say(mug, "out_of_scope", 0.9)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192857"  # told why, not "couldn't match that"
+    # named in the request itself: that order is served, not the others listed
+    first = Chat(shop(), language=language).say(
+        "取消马克杯的订单" if language == "zh" else "cancel the mug order", "cancel_order"
+    )
+    assert first.order_call is not None and first.order_call.order_id == "7730192857"
 
 
 # -- the envelope side ------------------------------------------------------------------------------
