@@ -3,8 +3,9 @@
 Shoppers open with "亲，在吗" or "hi, hope you're well" and ask in the same message. The intent
 model reads the whole message, and a long enough opening wins: that message read as greeting
 0.53 (track_order 0.43), and reply greeted the customer instead of tracking the order. A message
-read as small talk whose opening can be cut off is read again without it; the second reading is
-kept when it is a confident request (not small talk, not out of scope).
+read as small talk, or read unsure ("hello! I'd like to return an item please": get_refund 0.41),
+whose opening can be cut off is read again without it; the second reading is kept when it is a
+confident request (not small talk, not out of scope) surer than the first.
 
 Only openings are cut, never the request itself: what is left must still say something.
 """
@@ -29,8 +30,8 @@ _ZH_OPENING = (
 )
 _ZH_OPENING_ALONE = r"(?:客服|老板|掌柜)"
 _EN_OPENING = (
-    r"(?:hi|hello|hey|hiya|yo|greetings|good\s+(?:morning|afternoon|evening|day)|"
-    r"(?:hi|hello|hey)\s+there|excuse\s+me|sorry\s+to\s+bother\s+you|"
+    r"(?:(?:hi|hello|hey)\s+there|hiya|hi|hello|hey|yo|greetings|good\s+(?:morning|afternoon|evening|day)|"
+    r"excuse\s+me|sorry\s+to\s+bother\s+you|"
     r"(?:i\s+)?hope\s+(?:you'?re|you\s+are)\s+(?:well|doing\s+well|having\s+a\s+good\s+day)|"
     r"(?:is\s+)?any\s*one\s+there|are\s+you\s+there|anybody\s+(?:there|home))\b"
 )
@@ -56,14 +57,15 @@ def without_opening(text: str) -> str:
 def reread_openings(
     texts: Sequence[str], predictions: Sequence[P], predict: Callable[[list[str]], Sequence[P]]
 ) -> list[P]:
-    """``predictions`` with every small-talk reading of a message that opens with a greeting
-    replaced by the reading of the rest, when that is a confident request. ``predict`` reads a
+    """``predictions`` with every small-talk or unsure reading of a message that opens with a
+    greeting replaced by the reading of the rest, when that is a surer, confident request. ``predict`` reads a
     list of texts (one more encoder pass, only for those messages)."""
     out = list(predictions)
     redo = [
         (i, rest)
         for i, (text, p) in enumerate(zip(texts, predictions, strict=True))
-        if _intent(p) in SMALL_TALK and (rest := without_opening(text))
+        if (_intent(p) in SMALL_TALK or _confidence(p) < MIN_REREAD_CONFIDENCE)
+        and (rest := without_opening(text))
     ]
     if not redo:
         return out
@@ -73,10 +75,15 @@ def reread_openings(
             _intent(p) not in SMALL_TALK
             and not getattr(p, "out_of_scope", False)
             and _intent(p) != OUT_OF_SCOPE
-            and float(getattr(p, "confidence", 0.0)) >= MIN_REREAD_CONFIDENCE
+            and _confidence(p) >= MIN_REREAD_CONFIDENCE
+            and _confidence(p) > _confidence(out[i])
         ):
             out[i] = p
     return out
+
+
+def _confidence(p: Any) -> float:
+    return float(getattr(p, "confidence", 0.0))
 
 
 def _intent(p: Any) -> str:

@@ -52,6 +52,7 @@ ASKS_FOR_SUGGESTIONS = re.compile(
     r"|买(什么|啥)好|哪[款个個种種](比较|比較)?好|送(什么|啥)(礼物|禮物)?好|值得买"
     r"|\brecommend(?!ed\b)|\brecommendations?\b|\bsuggest(ions?)?\s+(a|an|some|me|any|for)\b"
     r"|\bany\s+suggestions?\b|\bwhat\s+should\s+i\s+(buy|get|order)\b"
+    r"|\b(?:you'?d|you\s+would|you\s+could|can\s+you|could\s+you)\s+suggest\b|^\s*any\s+good\s+\w+"
     r"|\bwhich\s+(one|\w+)\s+should\s+i\s+(buy|get)\b|\bgift\s+ideas?\b",
     re.IGNORECASE,
 )

@@ -47,7 +47,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return
    reason, whatever the intent model read, unless it read a return, refund, cancellation, a
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
-   So does the return policy read for a return asked for ("我想return这个item"). An exchange
+   So does the return policy, or an unsure return, read for a return asked for ("我想return这个item",
+   "I'd like to return an item"). An exchange
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
    (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
    paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
@@ -405,10 +406,15 @@ _AFTER_SALES_AS_READ = frozenset(
 # "都一个星期了还没发货" / "my parcel still hasn't arrived": which of the orders can be meant
 _NOT_SHIPPED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|(?:什么时候|啥时候|几时|何时|多久)发货|"
-    r"催(?:一下|一催|下)?发货|(?:尽快|快点|赶紧|早点)发(?:货)?|"
-    r"\b(?:hurry|speed|rush)\b.{0,20}\b(?:ship|dispatch|send)|\bship (?:it )?(?:faster|sooner|asap)\b|"
     r"\bwhen (?:will|do|does|are) (?:you|it|they|my \w+) (?:be )?(?:ship|shipped|dispatched|sent)\b|"
     r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
+    re.IGNORECASE,
+)
+# Asking to hurry the shipping is about the customer's own unshipped orders, whatever intent
+# was read ("麻烦快点发货好吗" read as delivery_options 0.84 got the delivery options)
+_HURRY_SHIPPING = re.compile(
+    r"催(?:一下|一催|下)?(?:发货|快递|物流)|(?:尽快|快点|赶紧|早点)(?:给我)?发(?:货)?|"
+    r"\b(?:hurry|speed|rush)\b.{0,20}\b(?:ship|dispatch|send)|\bship (?:it )?(?:faster|sooner|asap)\b",
     re.IGNORECASE,
 )
 _NOT_ARRIVED = re.compile(
@@ -464,9 +470,11 @@ def picked_intent(text: str, offered: Sequence[str], language: str) -> str:
 def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[OrderChoice]:
     """The orders a "still not shipped" / "still not here" complaint can be about (all of them
     when none fits: the customer may be wrong about the state)."""
-    if _NOT_SHIPPED.search(text):
+    hurry = _HURRY_SHIPPING.search(text)
+    courier = hurry is not None and bool(re.search(r"快递|物流", hurry.group(0)))
+    if _NOT_SHIPPED.search(text) or (hurry and not courier):
         fitting = [c for c in choices if c.status in OPEN_STATUSES]
-    elif _NOT_ARRIVED.search(text):
+    elif _NOT_ARRIVED.search(text) or courier:
         fitting = [c for c in choices if c.status in ("paid", "shipped")]
     else:
         return choices
@@ -939,8 +947,12 @@ class _Policy:
         ):
             # "我要换货" (change_order 0.83) offered the unshipped orders to change
             return self.say("answer", "an exchange asked for: how it works", "exchange")
-        if turn.intent == "check_refund_policy" and _WANTS_RETURN.search(text):
-            # "我想return这个item" (check_refund_policy 0.52) was told the return policy
+        if (
+            turn.intent == "check_refund_policy"
+            or (turn.intent == "get_refund" and not turn.confident)
+        ) and _WANTS_RETURN.search(text):
+            # "我想return这个item" (check_refund_policy 0.52) was told the return policy, and
+            # "hello! I'd like to return an item please" (get_refund 0.41) got a clarify
             return await self.after_sales(named)
         if (
             (turn.out_of_scope or not turn.confident)
@@ -960,7 +972,10 @@ class _Policy:
             # "sorry can we talk in english? where is my order 7730192846" read as
             # contact_customer_service 0.66 got the opening hours: an order id asked where it is
             return await self.serve("track_order", turn.values("order_id")[0])
-        if _NOT_SHIPPED.search(text) and (turn.out_of_scope or not turn.confident):
+        if (
+            _HURRY_SHIPPING.search(text)
+            and (turn.intent not in ORDER_INTENTS or not turn.confident)
+        ) or (_NOT_SHIPPED.search(text) and (turn.out_of_scope or not turn.confident)):
             # "能催一下发货吗，急用" (track_order 0.31) was asked to choose between three intents:
             # the customer's unshipped orders are what it is about
             return await self.ask_which_order("track_order")

@@ -66,3 +66,18 @@ def test_only_small_talk_readings_are_replaced_and_only_by_confident_requests() 
     assert [r.intent for r in out] == ["track_order", "greeting", "track_order", "greeting"]
     unsure = reread_openings(texts[:1], first[:1], lambda rest: [Reading("track_order", 0.4)])
     assert unsure[0].intent == "greeting"
+
+
+def test_an_unsure_reading_is_replaced_only_by_a_surer_request() -> None:
+    texts = ["hello! I'd like to return an item please", "hi, umm the thing", "hi there"]
+    first = [Reading("get_refund", 0.41), Reading("track_order", 0.45), Reading("greeting", 0.99)]
+    answers = {
+        "I'd like to return an item please": Reading("get_refund", 0.95),
+        "umm the thing": Reading("track_order", 0.40),
+    }
+    out = reread_openings(texts, first, lambda rest: [answers[r] for r in rest])
+    assert [(r.intent, r.confidence) for r in out] == [
+        ("get_refund", 0.95),
+        ("track_order", 0.45),  # the rest read no surer: the first reading stays
+        ("greeting", 0.99),  # nothing after the greeting: not read again
+    ]

@@ -225,3 +225,12 @@ def test_requested_categories_from_the_words_else_the_products_named() -> None:
     assert context_product_ids(env) == ["P10001"]
     assert context_product_ids(env, MIN_PRODUCT_MATCH) == []
     assert requested_categories(env, None) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["any good books you'd suggest?", "Any good phone cases?", "what would you suggest for a gift"],
+)
+def test_more_ways_to_ask_for_suggestions(text: str) -> None:
+    assert asks_for_suggestions(text)
+    assert not asks_for_suggestions("is this charger any good?")

@@ -693,11 +693,18 @@ def test_dropping_a_request_for_another_serves_the_other(text: str, language: st
 
 
 @pytest.mark.parametrize(
-    ("text", "language"),
-    [("能催一下发货吗，急用", "zh"), ("can you hurry up and ship my order", "en")],
+    ("text", "intent", "language"),
+    [
+        ("能催一下发货吗，急用", "track_order", "zh"),
+        ("麻烦快点发货好吗", "delivery_options", "zh"),  # read confidently, still about the order
+        ("can you hurry up and ship my order", "track_order", "en"),
+    ],
 )
-def test_asking_to_hurry_shipping_offers_the_unshipped_orders(text: str, language: str) -> None:
-    d = Chat(shop(), language=language).say(text, "track_order", 0.31)
+def test_asking_to_hurry_shipping_offers_the_unshipped_orders(
+    text: str, intent: str, language: str
+) -> None:
+    confidence = 0.31 if intent == "track_order" else 0.84
+    d = Chat(shop(), language=language).say(text, intent, confidence)
     # the one unshipped order is served (its state), not a clarify between three intents
     assert d.action == "order" and d.order_call is not None
     assert d.order_call.order_id == "7730192812"
@@ -750,6 +757,13 @@ def test_naming_an_order_that_cannot_take_the_request_says_why(language: str) ->
         "取消马克杯的订单" if language == "zh" else "cancel the mug order", "cancel_order"
     )
     assert first.order_call is not None and first.order_call.order_id == "7730192857"
+
+
+def test_an_unsure_return_asked_for_in_words_starts_the_return() -> None:
+    d = Chat(shop()).say("hello! I'd like to return an item please", "get_refund", 0.41)
+    assert d.action in ("ask", "order") and d.template_id != "clarify", d.reason
+    # unsure and not asked for in words: still a clarify
+    assert Chat(shop()).say("about returns", "get_refund", 0.41).action == "clarify"
 
 
 # -- the envelope side ------------------------------------------------------------------------------
@@ -1183,7 +1197,8 @@ def test_naming_another_offered_order_while_asked_to_confirm_switches_to_it() ->
 def test_picking_an_option_of_a_clarify_acts_on_that_request() -> None:
     ranking = (("get_refund", 0.44), ("place_order", 0.2), ("check_refund_policy", 0.15))
     chat = Chat(shop(), language="zh")
-    d = chat.say("我想退掉之前买的东西", "get_refund", 0.44, ranking=ranking)
+    # ("我想退掉之前买的东西" at this confidence starts the return itself: it says so in words)
+    d = chat.say("之前买的东西怎么弄", "get_refund", 0.44, ranking=ranking)
     assert d.action == "clarify" and len(d.choices) == 3
     # "第一个" was greeted as a hello
     d = chat.say("第一个", "greeting", 0.88)
