@@ -21,6 +21,7 @@ from services.recommend.gating import (
     MIN_PRODUCT_MATCH,
     context_product_ids,
     decide,
+    price_cap_cents,
     requested_categories,
     signals_from_envelope,
 )
@@ -134,6 +135,7 @@ def build(settings: Settings) -> Stage:
                     env, MIN_PRODUCT_MATCH if requested else 0.0
                 ),
                 categories=requested_categories(env, rec.catalog) if requested else (),
+                max_price_cents=price_cap_cents(env.text) if requested else None,
             )
             for s in items:
                 section.items.add(

@@ -8,7 +8,8 @@ that is (or is asking to be) with a human agent. Blocking reasons win over attac
 
 A customer who asks for suggestions ("有什么好用的耳机推荐吗", "can you recommend a phone case?")
 gets them unless a person has the conversation or the turn escalates: the intent model has no
-such intent and reads these as out of scope, and the words say plainly what is wanted.
+such intent and reads these as out of scope, and the words say plainly what is wanted. The
+category and the price cap the message names ("一百块以内的耳机") narrow what is suggested.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SKIP_REASONS = (
 # Asking for suggestions. Not "你们推荐的那款" (a product already suggested), not a referral code
 # ("推荐码", "推荐人"), not "the recommended charger".
 ASKS_FOR_SUGGESTIONS = re.compile(
-    r"推[荐薦](?![的过過码碼人奖獎])|有(什么|什麼|啥|没有|沒有)好(用|看|吃|喝|玩|穿)的"
+    r"推[荐薦](?:的(?=[吗呢嘛？?])|(?![的过過码碼人奖獎]))|(?:买|送|挑)(?:个|点|什么|啥)?(?:礼物|禮物)|有(什么|什麼|啥|没有|沒有)好(用|看|吃|喝|玩|穿)的"
     r"|买(什么|啥)好|哪[款个個种種](比较|比較)?好|送(什么|啥)(礼物|禮物)?好|值得买"
     r"|\brecommend(?!ed\b)|\brecommendations?\b|\bsuggest(ions?)?\s+(a|an|some|me|any|for)\b"
     r"|\bany\s+suggestions?\b|\bwhat\s+should\s+i\s+(buy|get|order)\b"
@@ -56,6 +57,56 @@ ASKS_FOR_SUGGESTIONS = re.compile(
     r"|\bwhich\s+(one|\w+)\s+should\s+i\s+(buy|get)\b|\bgift\s+ideas?\b",
     re.IGNORECASE,
 )
+
+
+# "一百块以内的耳机", "200元以下", "under 100 yuan": a price cap in the shop's currency (CNY).
+# Dollar amounts are left alone: the catalog has no prices in them.
+_PRICE_CAP = re.compile(
+    r"(?P<zh>\d+(?:\.\d+)?|[零一二两三四五六七八九十百千万]+)\s*(?:块钱?|元|rmb|¥)?\s*(?:以内|以下|之内)"
+    r"|\b(?:under|below|less than|within|up to|no more than|max(?:imum)?)\s*(?:¥|rmb\s*|cny\s*)?"
+    r"(?P<en>\d+(?:\.\d+)?)(?![\d.])(?!\s*(?:usd|dollars?|\$|%))",
+    re.IGNORECASE,
+)
+_ZH_DIGITS = {
+    "零": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+
+
+def _zh_number(text: str) -> float:
+    """ "一百" → 100, "两千五百" → 2500, "120" → 120 (enough for prices in a chat)."""
+    if text[0].isdigit():
+        return float(text)
+    total = section = digit = 0
+    for ch in text:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch == "万":
+            total += (section + digit) * 10000
+            section = digit = 0
+        else:
+            section += (digit or 1) * _ZH_UNITS[ch]
+            digit = 0
+    return float(total + section + digit)
+
+
+def price_cap_cents(text: str) -> int | None:
+    """The most the customer wants to pay, in cents, when the message says; else None."""
+    m = _PRICE_CAP.search(text)
+    if m is None:
+        return None
+    amount = _zh_number(m.group("zh")) if m.group("zh") else float(m.group("en"))
+    return round(amount * 100) if amount > 0 else None
 
 
 def asks_for_suggestions(text: str) -> bool:

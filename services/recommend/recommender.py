@@ -76,6 +76,12 @@ class Recommender:
                 self._available[i] = product is not None and product.stock > 0
                 self._category[i] = product.category if product is not None else ""
         self._category_array = np.array(self._category, dtype=object)
+        # prices in cents; 0 (unknown) never exceeds a cap
+        self._price = np.zeros(n, dtype=np.int64)
+        if catalog is not None:
+            for i, pid in enumerate(model.item_ids):
+                product = catalog.get(pid)
+                self._price[i] = product.price_cents if product is not None else 0
         pop = model.popularity.astype(np.float64)
         self._pop_norm = pop / pop.max() if n and pop.max() > 0 else np.zeros(n)
         # Fallback orders: available items with any popularity, most popular first.
@@ -97,6 +103,7 @@ class Recommender:
         language: str = "en",
         context_product_ids: Sequence[str] = (),
         categories: Sequence[str] = (),
+        max_price_cents: int | None = None,
         now: float | None = None,
     ) -> list[Suggestion]:
         """Up to ``n`` suggestions for a customer with this ``history`` (any order).
@@ -104,7 +111,9 @@ class Recommender:
         ``context_product_ids`` are products the customer is asking about in this turn: they
         count as fresh views, and are never suggested back. ``categories``, when given, are the
         only ones suggested from ("有什么耳机推荐吗"): fewer than ``n`` rather than off-topic ones.
+        ``max_price_cents`` leaves out what costs more ("一百块以内"; unknown prices stay in).
         """
+        allowed = self._allowed(categories, max_price_cents)
         if n < 1:
             return []
         lang = reason_language(language)
@@ -137,8 +146,8 @@ class Recommender:
             hist_w = np.fromiter((agg[p][0] for _, p in hist), dtype=np.float64, count=len(hist))
             scores = self.model.score(hist_idx, hist_w)
             scores[~self._available] = -np.inf
-            if categories:
-                scores[~np.isin(self._category_array, list(categories))] = -np.inf
+            if allowed is not None:
+                scores[~allowed] = -np.inf
             for pid in excluded:
                 j = self.model.index_of(pid)
                 if j is not None:
@@ -156,8 +165,21 @@ class Recommender:
                     chosen.append(self._suggestion(j, float(scores[j]), text, code, lang))
                     taken.add(j)
         if len(chosen) < n:
-            chosen += self._popular(n - len(chosen), lang, recent, excluded, taken, categories)
+            chosen += self._popular(
+                n - len(chosen), lang, recent, excluded, taken, categories, allowed
+            )
         return chosen
+
+    def _allowed(self, categories: Sequence[str], max_price_cents: int | None) -> np.ndarray | None:
+        """Items the request allows (None: all): in ``categories``, at most the price."""
+        if not categories and max_price_cents is None:
+            return None
+        allowed = np.ones(self.model.n_items, dtype=bool)
+        if categories:
+            allowed &= np.isin(self._category_array, list(categories))
+        if max_price_cents is not None:
+            allowed &= self._price <= max_price_cents
+        return allowed
 
     @staticmethod
     def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -177,6 +199,7 @@ class Recommender:
         excluded: set[str],
         taken: set[int],
         only: Sequence[str] = (),
+        allowed: np.ndarray | None = None,
     ) -> list[Suggestion]:
         """Best sellers: in the categories ``only`` when given, else first in the categories of
         the newest products the customer touched."""
@@ -195,7 +218,7 @@ class Recommender:
                 if len(out) == n:
                     return out
                 pid = self.model.item_ids[j]
-                if j in taken or pid in excluded:
+                if j in taken or pid in excluded or (allowed is not None and not allowed[j]):
                     continue
                 label = self._category_label(j, lang)
                 # Without a category name (no catalog entry): "popular right now".

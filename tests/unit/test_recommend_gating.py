@@ -15,6 +15,7 @@ from services.recommend.gating import (
     asks_for_suggestions,
     context_product_ids,
     decide,
+    price_cap_cents,
     requested_categories,
     signals_from_envelope,
 )
@@ -234,3 +235,28 @@ def test_requested_categories_from_the_words_else_the_products_named() -> None:
 def test_more_ways_to_ask_for_suggestions(text: str) -> None:
     assert asks_for_suggestions(text)
     assert not asks_for_suggestions("is this charger any good?")
+
+
+@pytest.mark.parametrize(
+    ("text", "cents"),
+    [
+        ("有没有一百块以内的耳机推荐", 10000),
+        ("一百五十块以内", 15000),
+        ("两千五百元以内的手机", 250000),
+        ("200元以下的充电宝", 20000),
+        ("recommend a case under 80 yuan", 8000),
+        ("anything under ¥99.5?", 9950),
+        # dollars are not the shop's currency; counts are no prices
+        ("any earbuds under $50?", None),
+        ("under 50 dollars", None),
+        ("我的订单3件以内", None),
+        ("有什么耳机推荐吗", None),
+    ],
+)
+def test_price_cap(text: str, cents: int | None) -> None:
+    assert price_cap_cents(text) == cents
+
+
+@pytest.mark.parametrize("text", ["有什么推荐的吗", "想给女朋友买个礼物", "送什么礼物好"])
+def test_chinese_requests_ending_in_de_or_about_gifts(text: str) -> None:
+    assert asks_for_suggestions(text)

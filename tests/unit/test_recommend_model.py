@@ -313,3 +313,19 @@ def test_a_message_names_categories_by_any_part_of_their_label() -> None:
     assert shop.categories_named("先看看咖啡，再看看手机壳") == ["tea-coffee", "phone-cases"]
     assert shop.categories_named("recommend something nice") == []
     assert shop.categories_named("a phone for my mum") == []  # "phone" alone is no phone case
+
+
+def test_a_price_cap_leaves_out_what_costs_more(model: RecModel) -> None:
+    cheap = {pid for pid in SHOES[:6]}
+    shop = Catalog(
+        [
+            Product(p.product_id, p.name_zh, p.name_en, p.category, p.category_zh, p.category_en,
+                    p.stock, 5000 if p.product_id in cheap else 20000)
+            for p in catalog().products()
+        ]
+    )  # fmt: skip
+    rec = Recommender(model, shop)
+    history = _history("u", SHOES[6:9])
+    capped = rec.recommend(history, n=20, categories=["shoes"], max_price_cents=10000, now=T0 + DAY)
+    assert capped and {s.product_id for s in capped} <= cheap
+    assert rec.recommend([], n=3, max_price_cents=100) == []  # nothing that cheap
