@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
+from services.runtime.numbers import ZH_DIGITS
 
 
 @dataclass(frozen=True)
@@ -87,20 +88,7 @@ def find_money(text: str) -> list[Entity]:
 
 
 # -- quantities --------------------------------------------------------------------------------
-_ZH_DIGITS = {
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "俩": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-    "十": 10,
-}
+_ZH_DIGITS = {**ZH_DIGITS, "十": 10}
 _EN_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "a pair of": 2, "a couple of": 2,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from kefu.v1.events_pb2 import Envelope
 from services.recommend.catalog import Catalog
 from services.runtime.mongo import PRODUCT_ID_RE
+from services.runtime.numbers import zh_number
 
 SHOPPING_INTENTS = frozenset({"place_order", "delivery_options", "check_payment_methods", "review"})
 # A resolved, happy turn: "thanks, that's great" is a good moment for a gentle suggestion.
@@ -67,37 +68,6 @@ _PRICE_CAP = re.compile(
     r"(?P<en>\d+(?:\.\d+)?)(?![\d.])(?!\s*(?:usd|dollars?|\$|%))",
     re.IGNORECASE,
 )
-_ZH_DIGITS = {
-    "零": 0,
-    "一": 1,
-    "二": 2,
-    "两": 2,
-    "三": 3,
-    "四": 4,
-    "五": 5,
-    "六": 6,
-    "七": 7,
-    "八": 8,
-    "九": 9,
-}
-_ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-
-
-def _zh_number(text: str) -> float:
-    """ "一百" → 100, "两千五百" → 2500, "120" → 120 (enough for prices in a chat)."""
-    if text[0].isdigit():
-        return float(text)
-    total = section = digit = 0
-    for ch in text:
-        if ch in _ZH_DIGITS:
-            digit = _ZH_DIGITS[ch]
-        elif ch == "万":
-            total += (section + digit) * 10000
-            section = digit = 0
-        else:
-            section += (digit or 1) * _ZH_UNITS[ch]
-            digit = 0
-    return float(total + section + digit)
 
 
 def price_cap_cents(text: str) -> int | None:
@@ -105,7 +75,7 @@ def price_cap_cents(text: str) -> int | None:
     m = _PRICE_CAP.search(text)
     if m is None:
         return None
-    amount = _zh_number(m.group("zh")) if m.group("zh") else float(m.group("en"))
+    amount = zh_number(m.group("zh")) if m.group("zh") else float(m.group("en"))
     return round(amount * 100) if amount > 0 else None
 
 
