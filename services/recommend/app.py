@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -19,8 +20,10 @@ from services.recommend.behavior import (
 )
 from services.recommend.gating import (
     MIN_PRODUCT_MATCH,
+    SUGGESTION_TEMPLATES,
     context_product_ids,
     decide,
+    names_a_category_briefly,
     price_cap_cents,
     requested_categories,
     signals_from_envelope,
@@ -109,9 +112,25 @@ def build(settings: Settings) -> Stage:
         doc = await db["dialogue_state"].find_one({"_id": conversation_id}, {"handoff.active": 1})
         return bool(doc and (doc.get("handoff") or {}).get("active"))
 
+    async def after_suggestions(env: Envelope, rec: Recommender | None) -> bool:
+        """ "what about headphones?" right after a list of suggestions asks for more of them."""
+        named = bool(context_product_ids(env))
+        if rec is None or not names_a_category_briefly(env.text, rec.catalog, named):
+            return False
+        try:
+            doc = await db["dialogue_state"].find_one(
+                {"_id": env.conversation_id}, {"last_template_id": 1}
+            )
+        except PyMongoError as exc:  # unsure: an ordinary turn
+            log.warning("dialogue state unreadable, no follow-up suggestions: %s", exc)
+            return False
+        return doc is not None and doc.get("last_template_id") in SUGGESTION_TEMPLATES
+
     async def recommend(env: Envelope) -> None:
         section = env.recommend
         signals = signals_from_envelope(env)
+        if not signals.requested and await after_suggestions(env, state["rec"]):
+            signals = replace(signals, requested=True)
         section.requested = signals.requested
         attach, why = decide(signals)
         if attach:

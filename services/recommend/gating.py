@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kefu.v1.events_pb2 import Envelope
 from services.recommend.catalog import Catalog
-from services.runtime.mongo import PRODUCT_ID_RE
+from services.runtime.mongo import ORDER_ID_IN_TEXT_RE, PRODUCT_ID_RE
 from services.runtime.numbers import zh_number
 
 SHOPPING_INTENTS = frozenset({"place_order", "delivery_options", "check_payment_methods", "review"})
@@ -77,6 +77,25 @@ def price_cap_cents(text: str) -> int | None:
         return None
     amount = zh_number(m.group("zh")) if m.group("zh") else float(m.group("en"))
     return round(amount * 100) if amount > 0 else None
+
+
+# reply's answers that list suggestions (or ask which kind): a short message naming a category
+# right after one asks for more ("what about headphones?", "那耳机呢")
+SUGGESTION_TEMPLATES = frozenset({"suggestions", "no_suggestions"})
+MAX_FOLLOW_UP_CHARS = 40
+
+
+def names_a_category_briefly(
+    text: str, catalog: Catalog | None, product_named: bool = False
+) -> bool:
+    """A short message that names a category of the catalog (or, ``product_named``, a kind of
+    product nlu found: "headphones") and no order."""
+    return (
+        catalog is not None
+        and len(text.strip()) <= MAX_FOLLOW_UP_CHARS
+        and not ORDER_ID_IN_TEXT_RE.search(text)
+        and (product_named or bool(catalog.categories_named(text)))
+    )
 
 
 def asks_for_suggestions(text: str) -> bool:

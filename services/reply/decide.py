@@ -41,7 +41,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
    ``requested``), with no order id and no confident order request, complaint, payment problem
    or request for a person → ``answer`` listing recommend's items, in the category named when
-   one is; with none → ``answer`` asking what kind of product is wanted.
+   one is; with none → ``answer`` asking what kind of product is wanted. recommend also marks a
+   short message naming a kind of product right after such an answer ("what about headphones?",
+   "那耳机呢").
 3d. A problem with goods received ("you sent me the wrong item", "屏幕碎了", "衣服有个洞", a product
    named as broken: "耳机坏了"; not a
    missing item, which the FAQ serves) → get_refund (rule 7) with the message as the return

@@ -15,6 +15,7 @@ from services.recommend.gating import (
     asks_for_suggestions,
     context_product_ids,
     decide,
+    names_a_category_briefly,
     price_cap_cents,
     requested_categories,
     signals_from_envelope,
@@ -260,3 +261,17 @@ def test_price_cap(text: str, cents: int | None) -> None:
 @pytest.mark.parametrize("text", ["有什么推荐的吗", "想给女朋友买个礼物", "送什么礼物好"])
 def test_chinese_requests_ending_in_de_or_about_gifts(text: str) -> None:
     assert asks_for_suggestions(text)
+
+
+def test_a_short_message_naming_a_category_can_follow_suggestions() -> None:
+    shop = Catalog(
+        [Product("P10002", "降噪耳机", "ANC earbuds", "earphones", "耳机", "Earphones", 5)]
+    )
+    assert names_a_category_briefly("what about earphones?", shop)
+    assert names_a_category_briefly("那耳机呢", shop)
+    assert not names_a_category_briefly("那耳机呢", None)
+    assert not names_a_category_briefly("where are the earphones of 7730192846", shop)
+    assert not names_a_category_briefly("what about my order?", shop)
+    assert names_a_category_briefly("what about headphones?", shop, product_named=True)
+    long = "I bought earphones last month and they were great, but now I wonder about the case"
+    assert not names_a_category_briefly(long, shop)
