@@ -58,8 +58,8 @@ def reread_openings(
     texts: Sequence[str], predictions: Sequence[P], predict: Callable[[list[str]], Sequence[P]]
 ) -> list[P]:
     """``predictions`` with every small-talk or unsure reading of a message that opens with a
-    greeting replaced by the reading of the rest, when that is a surer, confident request. ``predict`` reads a
-    list of texts (one more encoder pass, only for those messages)."""
+    greeting replaced by the reading of the rest, when that is a surer, confident request.
+    ``predict`` reads a list of texts (one more encoder pass, only for those messages)."""
     out = list(predictions)
     redo = [
         (i, rest)

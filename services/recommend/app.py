@@ -53,13 +53,7 @@ def build(settings: Settings) -> Stage:
     behavior = stage.topic(TOPIC_BEHAVIOR)
     db = async_db(settings)
     root = settings.models_path
-    state: dict[str, Any] = {
-        "rec": None,
-        "version": None,
-        "checked": 0.0,
-        "products": 0,
-        "detail": "not loaded",
-    }
+    state: dict[str, Any] = {"rec": None, "version": None, "checked": 0.0, "detail": "not loaded"}
     history = HistoryCache()
 
     def ready() -> tuple[bool, str]:
@@ -72,10 +66,12 @@ def build(settings: Settings) -> Stage:
         """Reload model, catalog and histories when a new model is published or every REFRESH_S
         (every timer tick while the catalog is empty: a stack started before `kefu seed`)."""
         version = registry.current_version(root, "recommend")
+        rec = state["rec"]
         if (
             not force
             and version == state["version"]
-            and state["products"] > 0
+            and rec is not None
+            and len(rec.catalog or ()) > 0
             and time.monotonic() - state["checked"] < REFRESH_S
         ):
             return
@@ -94,7 +90,6 @@ def build(settings: Settings) -> Stage:
         state.update(
             rec=Recommender(model, catalog, version=version),
             version=version,
-            products=len(catalog),
             detail=f"model {version}, {len(catalog)} products, {loaded} interactions",
         )
         metrics.MODEL_VERSION.labels(SERVICE, "recommend", version).set(1)

@@ -50,7 +50,8 @@ SKIP_REASONS = (
 # Asking for suggestions. Not "你们推荐的那款" (a product already suggested), not a referral code
 # ("推荐码", "推荐人"), not "the recommended charger".
 ASKS_FOR_SUGGESTIONS = re.compile(
-    r"推[荐薦](?:的(?=[吗呢嘛？?])|(?![的过過码碼人奖獎]))|(?:买|送|挑)(?:个|点|什么|啥)?(?:礼物|禮物)|有(什么|什麼|啥|没有|沒有)好(用|看|吃|喝|玩|穿)的"
+    r"推[荐薦](?:的(?=[吗呢嘛？?])|(?![的过過码碼人奖獎]))|(?:买|送|挑)(?:个|点|什么|啥)?(?:礼物|禮物)"
+    r"|有(什么|什麼|啥|没有|沒有)好(用|看|吃|喝|玩|穿)的"
     r"|买(什么|啥)好|哪[款个個种種](比较|比較)?好|送(什么|啥)(礼物|禮物)?好|值得买"
     r"|\brecommend(?!ed\b)|\brecommendations?\b|\bsuggest(ions?)?\s+(a|an|some|me|any|for)\b"
     r"|\bany\s+suggestions?\b|\bwhat\s+should\s+i\s+(buy|get|order)\b"

@@ -70,18 +70,14 @@ class Recommender:
         n = model.n_items
         self._available = np.ones(n, dtype=bool)
         self._category = [""] * n
+        self._price = np.zeros(n, dtype=np.int64)  # cents; 0 (unknown) never exceeds a cap
         if catalog is not None:
             for i, pid in enumerate(model.item_ids):
                 product = catalog.get(pid)
                 self._available[i] = product is not None and product.stock > 0
                 self._category[i] = product.category if product is not None else ""
-        self._category_array = np.array(self._category, dtype=object)
-        # prices in cents; 0 (unknown) never exceeds a cap
-        self._price = np.zeros(n, dtype=np.int64)
-        if catalog is not None:
-            for i, pid in enumerate(model.item_ids):
-                product = catalog.get(pid)
                 self._price[i] = product.price_cents if product is not None else 0
+        self._category_array = np.array(self._category, dtype=object)
         pop = model.popularity.astype(np.float64)
         self._pop_norm = pop / pop.max() if n and pop.max() > 0 else np.zeros(n)
         # Fallback orders: available items with any popularity, most popular first.
@@ -113,9 +109,9 @@ class Recommender:
         only ones suggested from ("有什么耳机推荐吗"): fewer than ``n`` rather than off-topic ones.
         ``max_price_cents`` leaves out what costs more ("一百块以内"; unknown prices stay in).
         """
-        allowed = self._allowed(categories, max_price_cents)
         if n < 1:
             return []
+        allowed = self._allowed(categories, max_price_cents)
         lang = reason_language(language)
         recent = sorted(history, key=lambda h: h.at)[-self.max_history :]
         if context_product_ids:

@@ -489,7 +489,6 @@ _ABANDON = re.compile(
 # what follows "算了" / "never mind" when the customer drops a request for another one: "算了，先帮我
 # 查下物流吧" (not "算了不取消了", "never mind, don't change it")
 _NEGATION = re.compile(r"不|别|没|\b(?:don'?t|do not|not|no|never)\b", re.IGNORECASE)
-_CONTENT = re.compile(r"[A-Za-z0-9\u4e00-\u9fff]")
 
 
 def abandoned_for_another(text: str) -> bool:
@@ -498,7 +497,7 @@ def abandoned_for_another(text: str) -> bool:
     if m is None:
         return False
     rest = text[m.end() :]
-    return len(_CONTENT.findall(rest)) >= 3 and not _NEGATION.search(rest)
+    return len(_WORD.findall(rest)) >= 3 and not _NEGATION.search(rest)
 
 
 def abandons(text: str) -> bool:
@@ -1077,7 +1076,7 @@ class _Policy:
         # "能取消吗" / "can I cancel?" right after an order answer got the FAQ's how-to
         short_reply = (
             s.last_order_turn == s.turn - 1
-            and len(_CONTENT.findall(turn.text)) <= SHORT_FOLLOW_UP_CHARS
+            and len(_WORD.findall(turn.text)) <= SHORT_FOLLOW_UP_CHARS
             and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS
         )
         if (
@@ -1453,7 +1452,7 @@ class _Policy:
     async def unlisted_order_named(self, p: Pending) -> str:
         """An order of the customer's the message names by product that the bot did not offer
         (it cannot take the request); "" when none, or when the order system cannot say."""
-        if not _CONTENT.search(self.turn.text):
+        if not _WORD.search(self.turn.text):
             return ""
         call = await self.deps.orders.list_orders(self.turn.user_id, limit=10)
         if not call.ok:
