@@ -1,4 +1,4 @@
-"""`kefu models build|list`: build the encoder and default heads from what the project ships."""
+"""`kefu models build|list|prune`: build the encoder and default heads, list and prune versions."""
 
 from __future__ import annotations
 
@@ -64,3 +64,30 @@ def list_versions() -> None:
         versions = registry.list_versions(root, kind)
         shown = ", ".join(f"*{v}" if v == current else v for v in versions) or "(none)"
         click.echo(f"{kind:10s} {shown}")
+
+
+@models.command("prune")
+@click.option(
+    "--kind",
+    "kinds",
+    type=click.Choice(["encoder", "intent", "sentiment", "recommend"]),
+    multiple=True,
+    help="Kind(s) to prune (default: all).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Newest versions to keep per kind, besides the current one.",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+def prune(kinds: tuple[str, ...], keep: int, dry_run: bool) -> None:
+    """Delete old model versions (never the current one, nor an encoder a head still uses)."""
+    from services.models import registry
+
+    root = load_settings().models_path
+    for kind in kinds or registry.KINDS:
+        removed = registry.prune(root, kind, keep, dry_run=dry_run)
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"{kind:10s} {verb} {len(removed)}: {', '.join(removed) or '-'}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,18 @@ def new_version_dir(root: Path, kind: str) -> Path:
     """Create and return an empty directory for a new version, named by UTC time."""
     _check_kind(kind)
     base = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for n in range(1000):
+    folder = root / kind
+    # Past the newest name of this second, not into a gap `prune` left: names must keep
+    # sorting in the order the versions were made.
+    same_second = [
+        _version_order(p.name)[2]
+        for p in (folder.iterdir() if folder.is_dir() else ())
+        if p.name == base or p.name.startswith(base + "-")
+    ]
+    first = max(same_second) + 1 if same_second else 0
+    for n in range(first, first + 1000):
         name = base if n == 0 else f"{base}-{n}"
-        path = root / kind / name
+        path = folder / name
         try:
             path.mkdir(parents=True)
             return path
@@ -95,4 +105,51 @@ def list_versions(root: Path, kind: str) -> list[str]:
     folder = root / kind
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file())
+    names = [p.name for p in folder.iterdir() if (p / "manifest.json").is_file()]
+    return sorted(names, key=_version_order)
+
+
+def _version_order(name: str) -> tuple[str, str, int]:
+    """Oldest first: UTC date and time, then the counter ``new_version_dir`` adds within one
+    second (numerically: ``-10`` comes after ``-9``)."""
+    date, _, rest = name.partition("-")
+    clock, _, counter = rest.partition("-")
+    return date, clock, int(counter) if counter.isdigit() else 0
+
+
+def _encoders_in_use(root: Path) -> set[str]:
+    """Encoder versions named by any intent or sentiment version (``encoder/<version>``)."""
+    used: set[str] = set()
+    for kind in ("intent", "sentiment"):
+        for version in list_versions(root, kind):
+            try:
+                named = read_manifest(root / kind / version).get("encoder_version", "")
+            except (ModelNotFoundError, ValueError):
+                continue
+            if isinstance(named, str) and named.startswith("encoder/"):
+                used.add(named.removeprefix("encoder/"))
+    return used
+
+
+def prune(root: Path, kind: str, keep: int, dry_run: bool = False) -> list[str]:
+    """Delete old versions of ``kind``, keeping the ``keep`` newest and the current one.
+
+    An encoder version that an intent or sentiment version still names is kept too: deleting it
+    would leave that head without the encoder it was trained on. Returns the versions removed
+    (or, with ``dry_run``, the ones that would be).
+    """
+    _check_kind(kind)
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    versions = list_versions(root, kind)  # names are UTC times: sorted oldest first
+    protected = set(versions[-keep:])
+    current = current_version(root, kind)
+    if current is not None:
+        protected.add(current)
+    if kind == "encoder":
+        protected |= _encoders_in_use(root)
+    removed = [v for v in versions if v not in protected]
+    if not dry_run:
+        for version in removed:
+            shutil.rmtree(root / kind / version)
+    return removed

@@ -38,6 +38,9 @@ PRODUCTS = "products"
 ORDERS = "orders"
 # Orders that never turned into a purchase; orders placed but not paid yet.
 NOT_PURCHASED_STATUSES = frozenset({"cancelled", "canceled"})
+# Every `kefu seed` and scheduled retrain publishes a recommend version; older ones are only
+# rollback points, so a few are kept and the rest deleted on publish.
+RECOMMEND_VERSIONS_KEPT = 5
 UNPAID_STATUSES = frozenset({"pending"})
 SAME_EVENT_WINDOW_S = 7 * 86_400
 HISTORY_LIMIT = 50
@@ -255,6 +258,7 @@ def train_and_publish(
     )
     if publish:
         registry.publish(models_root, "recommend", version_dir.name)
+        registry.prune(models_root, "recommend", keep=RECOMMEND_VERSIONS_KEPT)
     return TrainResult(version_dir, config, metrics, publish)
 
 

@@ -11,6 +11,7 @@ from services.models import registry
 from services.recommend.model import Interaction, TrainConfig
 from services.recommend.recommender import Recommender
 from services.recommend.store import (
+    RECOMMEND_VERSIONS_KEPT,
     interaction_from_document,
     load_model,
     merge_purchases,
@@ -103,6 +104,17 @@ def test_train_and_publish_writes_a_servable_version(tmp_path: Path) -> None:
     top = rec.recommend([Interaction("new", "P10001", "purchase", T)], n=1)
     assert top[0].product_id in {"P10002", "P10003"}
     assert rec.version == version
+
+
+def test_publishing_keeps_only_the_newest_versions(tmp_path: Path) -> None:
+    rows = [Interaction(f"u{u}", f"P1000{u % 3}", "purchase", T + u) for u in range(6)]
+    versions = [
+        train_and_publish(rows, tmp_path, config=TrainConfig(algorithm="item_cosine")).version_dir
+        for _ in range(RECOMMEND_VERSIONS_KEPT + 2)
+    ]
+    kept = registry.list_versions(tmp_path, "recommend")
+    assert kept == [v.name for v in versions[-RECOMMEND_VERSIONS_KEPT:]]
+    assert registry.current_version(tmp_path, "recommend") == versions[-1].name
 
 
 def test_nothing_to_train_on_says_what_to_do(tmp_path: Path) -> None:
