@@ -158,6 +158,8 @@ def build(settings: Settings) -> Stage:
                     score=s.score,
                     reason=s.reason,
                     reason_code=s.reason_code,
+                    price_cents=s.price_cents,
+                    currency=s.currency,
                 )
             section.model_version = rec.version
             if not items:

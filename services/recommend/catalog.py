@@ -1,4 +1,4 @@
-"""The product catalog as the recommender needs it: bilingual names, categories and stock."""
+"""The product catalog as the recommender needs it: bilingual names, categories, stock, price."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from functools import cached_property
 from typing import Any
 
 from services.runtime.mongo import PRODUCT_ID_RE
+
+DEFAULT_CURRENCY = "CNY"  # what `kefu seed` writes; a product without one is priced in it
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 
 class CatalogError(ValueError):
@@ -25,6 +28,7 @@ class Product:
     category_en: str
     stock: int
     price_cents: int = 0
+    currency: str = DEFAULT_CURRENCY
 
     def name(self, language: str) -> str:
         """The name in the customer's language, falling back to the other one, then the id."""
@@ -71,6 +75,9 @@ def product_from_document(doc: Mapping[str, Any]) -> Product:
     price = doc.get("price_cents", 0)
     if not isinstance(price, int) or isinstance(price, bool):
         raise CatalogError(f"product {pid}: price_cents must be an integer, got {price!r}")
+    currency = _text(doc, "currency", pid) or DEFAULT_CURRENCY
+    if not CURRENCY_RE.fullmatch(currency):
+        raise CatalogError(f"product {pid}: currency must be an ISO 4217 code, got {currency!r}")
     return Product(
         product_id=pid,
         name_zh=_text(doc, "name_zh", pid),
@@ -80,6 +87,7 @@ def product_from_document(doc: Mapping[str, Any]) -> Product:
         category_en=_text(doc, "category_en", pid),
         stock=stock,
         price_cents=price,
+        currency=currency,
     )
 
 

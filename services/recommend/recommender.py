@@ -42,6 +42,8 @@ class Suggestion:
     score: float
     reason: str
     reason_code: str  # bought_together | similar | popular_in_category
+    price_cents: int = 0  # 0: not in the catalog
+    currency: str = ""
 
 
 def reason_language(language: str) -> str:
@@ -227,7 +229,11 @@ class Recommender:
 
     def _suggestion(self, j: int, score: float, reason: str, code: str, lang: str) -> Suggestion:
         pid = self.model.item_ids[j]
-        return Suggestion(pid, self._name(pid, lang), round(score, 6), reason, code)
+        product = self.catalog.get(pid) if self.catalog is not None else None
+        price, currency = (product.price_cents, product.currency) if product else (0, "")
+        return Suggestion(
+            pid, self._name(pid, lang), round(score, 6), reason, code, price, currency
+        )
 
     def _name(self, pid: str, lang: str) -> str:
         product = self.catalog.get(pid) if self.catalog is not None else None

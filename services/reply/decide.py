@@ -527,6 +527,8 @@ class EntityRef:
 class Recommended:
     name: str
     reason: str
+    price_cents: int = 0  # 0: not known, not shown
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -586,7 +588,9 @@ def turn_from_envelope(env: Envelope) -> Turn:
         sentiment=senti.label or "neutral",
         negative_score=float(negative),
         escalate=senti.escalate,
-        recommendations=tuple(Recommended(i.name, i.reason) for i in rec.items if i.name)
+        recommendations=tuple(
+            Recommended(i.name, i.reason, i.price_cents, i.currency) for i in rec.items if i.name
+        )
         if rec.attached
         else (),
         suggestions_requested=rec.requested,
@@ -751,9 +755,14 @@ def looks_like_question(text: str) -> bool:
 
 
 def recommendation_text(r: Recommended, language: str) -> str:
+    """ "降噪耳机 ¥199.00（耳机类热销）" / "Noise-cancelling headphones — ¥199.00 (popular in …)"."""
+    label = r.name
+    if r.price_cents > 0:
+        price = tpl.money(r.currency, r.price_cents)
+        label = f"{label} {price}" if language == "zh" else f"{label} — {price}"
     if not r.reason:
-        return r.name
-    return f"{r.name}（{r.reason}）" if language == "zh" else f"{r.name} ({r.reason})"
+        return label
+    return f"{label}（{r.reason}）" if language == "zh" else f"{label} ({r.reason})"
 
 
 def numbered(labels: Sequence[str]) -> str:

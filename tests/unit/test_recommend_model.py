@@ -269,7 +269,10 @@ def test_catalog_documents_are_validated() -> None:
     product = product_from_document(doc)
     assert product.name("zh") == "跑鞋" and product.name("en") == "Running shoe"
     assert product_from_document({**doc, "name_zh": ""}).name("zh") == "Running shoe"
+    assert product.currency == "CNY"  # what a product without one is priced in
+    assert product_from_document({**doc, "currency": "EUR"}).currency == "EUR"
     for bad in (
+        {**doc, "currency": "yuan"},
         {"_id": "X1"},
         {**doc, "stock": "3"},
         {**doc, "stock": True},
@@ -328,4 +331,5 @@ def test_a_price_cap_leaves_out_what_costs_more(model: RecModel) -> None:
     history = _history("u", SHOES[6:9])
     capped = rec.recommend(history, n=20, categories=["shoes"], max_price_cents=10000, now=T0 + DAY)
     assert capped and {s.product_id for s in capped} <= cheap
+    assert {(s.price_cents, s.currency) for s in capped} == {(5000, "CNY")}  # shown to the shopper
     assert rec.recommend([], n=3, max_price_cents=100) == []  # nothing that cheap

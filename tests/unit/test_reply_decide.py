@@ -611,6 +611,13 @@ def test_asked_what_to_buy_the_suggestions_are_the_answer(language: str) -> None
     assert d.action == "answer" and d.template_id == "suggestions"
     assert "\n1. 降噪耳机" in d.text and "\n2. 蓝牙耳机" in d.text
     assert d.text.count("降噪耳机") == 1  # not appended a second time
+    priced = (Recommended("降噪耳机", "耳机类热销", 19900, "CNY"),)
+    shown = Chat(shop(), language=language).say(
+        ask, "out_of_scope", 0.99, recommendations=priced, requested=True
+    )
+    assert (
+        "\n1. 降噪耳机 ¥199.00（耳机类热销）" if language == "zh" else "\n1. 降噪耳机 — ¥199.00 ("
+    ) in shown.text
     # nothing to suggest: the customer is asked what kind of product, not told "can't help"
     none = Chat(shop(), language=language).say(ask, "out_of_scope", 0.99, requested=True)
     assert none.action == "answer" and none.template_id == "no_suggestions"
