@@ -293,6 +293,35 @@ _HYPOTHETICAL_ORDER = re.compile(
 )
 
 
+# "为什么我的订单被取消了", "why was my order cancelled": a question about a cancelled order, not a
+# request to cancel one (cancel_order 0.72 listed the orders that could still be cancelled)
+_WHY_CANCELLED = re.compile(
+    r"(?:为什么|为啥|怎么|咋)[^，,。？?!！]{0,10}(?:被|给|自动|就|都)[^，,。？?!！]{0,3}取消"
+    r"|(?:订单|单子|这单|那单)[^，,。？?!！]{0,12}(?:被|给|自动)(?:系统)?取消了"
+    r"|\bwhy\b[^.?!]{0,40}\b(?:cancell?ed|cancell?ing)\b"
+    r"|\b(?:order|purchase)\b[^.?!]{0,30}\b(?:was|got|has been|been|is)\s+(?:auto(?:matically|-)?\s*)?cancell?ed\b"
+    r"|\bwho cancell?ed\b",
+    re.IGNORECASE,
+)
+
+
+def asks_why_cancelled(text: str) -> bool:
+    """The message asks about an order that was cancelled (why, who), not to cancel one."""
+    return bool(_WHY_CANCELLED.search(text))
+
+
+def cancelled_refund_text(order: orders_pb2.Order, language: str) -> str:
+    """What happened to the money of a cancelled order."""
+    if _ts(order.paid_at) is None:
+        return tpl.advice("never_paid", language)
+    paid = tpl.money(order.total.currency, order.total.cents)
+    if order.refund_status == "done":
+        return tpl.advice("refund_returned", language, refund=paid)
+    if order.refund_status == "pending":
+        return tpl.advice("refund_on_way", language, refund=paid)
+    return ""
+
+
 def asks_when_own_order_arrives(turn: Turn) -> bool:
     """delivery_period about one of the customer's orders (an order id, "my parcel", "我买的")."""
     if turn.intent != "delivery_period" or _HYPOTHETICAL_ORDER.search(turn.text):
@@ -489,6 +518,11 @@ _ABANDON = re.compile(
 # what follows "算了" / "never mind" when the customer drops a request for another one: "算了，先帮我
 # 查下物流吧" (not "算了不取消了", "never mind, don't change it")
 _NEGATION = re.compile(r"不|别|没|\b(?:don'?t|do not|not|no|never)\b", re.IGNORECASE)
+
+
+def bare_acknowledgement(text: str) -> bool:
+    """ "好的", "嗯嗯", "ok": agreeing, with no request in it and no answer to a which-question."""
+    return len(text.strip()) <= 6 and followups.yes_or_no(text) is True
 
 
 def abandoned_for_another(text: str) -> bool:
@@ -774,6 +808,9 @@ class _Policy:
     def __init__(self, turn: Turn, state: DialogueState, deps: Deps) -> None:
         if asks_when_own_order_arrives(turn):
             turn = replace(turn, intent="track_order")  # rule 7 answers it with the tracking
+        elif asks_why_cancelled(turn.text) and not turn.escalate:
+            # answered with the cancelled order's state (rule 7), among the cancelled orders
+            turn = replace(turn, intent="track_order", confidence=max(turn.confidence, 0.9))
         self.turn = turn
         self.state = state
         self.deps = deps
@@ -1208,6 +1245,9 @@ class _Policy:
             and not t.out_of_scope
             and t.intent != pending.intent
             and t.intent != "out_of_scope"
+            # "好的" (greeting 0.90) to "要退哪件？" dropped the return: agreeing is no new request,
+            # the question is asked again
+            and not bare_acknowledgement(t.text)
         )
 
     def kept(self, pending: Pending) -> Decision:
@@ -1240,6 +1280,8 @@ class _Policy:
             address = self.address_in_turn() if p.intent == "change_shipping_address" else None
             if address is not None:
                 p.address = address  # kept until the customer says which order
+            if pick is None and len(p.choices) == 1 and followups.yes_or_no(turn.text) is True:
+                pick = p.choices[0]  # "ok" to a list of one: that one
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
@@ -1411,6 +1453,9 @@ class _Policy:
         now = self.deps.now()
         orders = list(call.response.orders)
         eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
+        why_cancelled = intent == "track_order" and asks_why_cancelled(turn.text)
+        if why_cancelled:
+            eligible = [o for o in orders if o.status == "cancelled"] or eligible
         s.pending = None
         s.offered, s.offered_intent = [], intent
         if not orders:
@@ -1434,8 +1479,8 @@ class _Policy:
                 fitting = followups.top_mentions(turn.text, every, products) or every
                 if intent == "track_order":
                     fitting = narrowed_by_status_words(fitting, turn.text)
-                if len(fitting) == 1 and len(every) > 1:
-                    named = fitting[0]
+                if len(fitting) == 1 and (len(every) > 1 or why_cancelled):
+                    named = fitting[0]  # one cancelled order: the one asked about
                 else:
                     choices = s.offered = fitting[:MAX_LISTED_ORDERS]
             if named is not None:
@@ -1664,6 +1709,15 @@ class _Policy:
                 order_id=oid,
                 items=items,
                 status=status,
+            )
+        if order.status == "cancelled":
+            return self.say(
+                "order",
+                "cancelled: refund state and the usual reasons",
+                "track_cancelled",
+                order_id=oid,
+                items=items,
+                refund_text=cancelled_refund_text(order, lang),
             )
         return self.say(
             "order", f"closed: {order.status}", "track_closed", order_id=oid, status=status

@@ -296,6 +296,18 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} hasn't shipped yet ({status}); tracking appears once it does.",
         ),
     },
+    # the order system keeps no reason for a cancellation, so the two usual ones are named and a
+    # person offered for the rest
+    "track_cancelled": {
+        "zh": (
+            "订单{order_id}（{items}）已取消。{refund_text}订单会在您本人取消、或未在时限内付款时关闭；如果不是这两种情况，回复“转人工”，我请同事帮您核实。",
+            "订单{order_id}（{items}）目前是“已取消”状态。{refund_text}通常是本人取消或超时未付款导致的；如需核实具体原因，回复“转人工”即可。",
+        ),
+        "en": (
+            'Order {order_id} ({items}) is cancelled. {refund_text}Orders close when they are cancelled by the customer or not paid in time; if neither fits, reply "agent" and a colleague will look into it.',
+            'Order {order_id} ({items}) has been cancelled. {refund_text}That usually means it was cancelled from your account or wasn\'t paid in time; to have the reason checked, reply "agent".',
+        ),
+    },
     "track_closed": {
         "zh": ("订单{order_id}的状态是：{status}。", "订单{order_id}目前为“{status}”状态。"),
         "en": ("Order {order_id} is {status}.", "The status of order {order_id} is: {status}."),
@@ -847,6 +859,18 @@ ADVICE: dict[str, dict[str, str]] = {
     "refund_back": {
         "zh": "{refund}将原路退回。",
         "en": "{refund} goes back to your original payment method.",
+    },
+    "refund_returned": {
+        "zh": "已付的{refund}已原路退回。",
+        "en": "The {refund} you paid has been refunded to your original payment method. ",
+    },
+    "refund_on_way": {
+        "zh": "已付的{refund}正在原路退回。",
+        "en": "The {refund} you paid is on its way back to your original payment method. ",
+    },
+    "never_paid": {
+        "zh": "这笔订单没有付款，不会扣费。",
+        "en": "It was never paid, so nothing was charged. ",
     },
     "nothing_paid": {
         "zh": "订单未付款，无需退款。",

@@ -1246,3 +1246,70 @@ def test_a_return_reason_sent_instead_of_the_order_is_kept_and_the_order_asked_a
     d = chat.say("7730192868", "out_of_scope", 0.5)
     assert d.order_call is not None and d.order_call.rpc == "CreateReturn"
     assert orders.last_request["reason"] == "质量不好"
+
+
+def _with_cancelled() -> FakeOrders:
+    orders = shop()
+    orders.orders.append(
+        make_order("7730192890", "u1001", "cancelled", (MUG,), refund_status="done")
+    )
+    return orders
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "language", "refund"),
+    [
+        ("为什么我的订单被取消了", "cancel_order", "zh", "已原路退回"),
+        ("我的订单怎么自动取消了？", "cancel_order", "zh", "已原路退回"),
+        ("why was my order cancelled?", "cancel_order", "en", "has been refunded"),
+        ("my order got cancelled, what happened", "track_order", "en", "has been refunded"),
+    ],
+)
+def test_asked_why_an_order_was_cancelled_the_cancelled_order_is_explained(
+    text: str, intent: str, language: str, refund: str
+) -> None:
+    d = Chat(_with_cancelled(), language=language).say(text, intent, 0.72)
+    # the cancelled order, its refund and what to do if the customer did not cancel it;
+    # not the list of orders that can still be cancelled
+    assert d.action == "order" and d.template_id == "track_cancelled", d.text
+    assert "7730192890" in d.text and refund in d.text
+    assert ("转人工" if language == "zh" else "agent") in d.text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_cancel_requests_are_not_questions_about_a_cancellation(language: str) -> None:
+    text = "帮我把订单取消了" if language == "zh" else "please cancel my order"
+    d = Chat(_with_cancelled(), language=language).say(text, "cancel_order", 0.95)
+    assert d.action == "ask" and "7730192890" not in d.text  # offers what can be cancelled
+
+
+def test_an_unpaid_cancelled_order_charged_nothing() -> None:
+    orders = shop()
+    orders.orders.append(
+        make_order("7730192891", "u1001", "cancelled", (MUG,), paid_hours_ago=None)
+    )
+    d = Chat(orders, language="zh").say("订单7730192891怎么被取消了", "track_order", 0.9)
+    assert d.template_id == "track_cancelled" and "没有付款" in d.text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_ok_to_which_items_asks_again_instead_of_dropping_the_return(language: str) -> None:
+    chat = Chat(shop(), language=language)
+    start = "我想退货" if language == "zh" else "I want to return something"
+    assert chat.say(start, "get_refund", 0.98).action == "ask"  # a list of one order
+    ok = "好的" if language == "zh" else "ok"
+    assert chat.say(ok, "greeting", 0.9).template_id == "ask_return_items"  # that one
+    again = chat.say(ok, "greeting", 0.9)  # "ok" is no answer to "which items?"
+    assert again.action == "ask" and again.template_id == "ask_return_items", again.text
+    assert chat.state.pending is not None and chat.state.pending.awaiting == "return_items"
+    picked = chat.say("第一个" if language == "zh" else "the first one", "greeting", 0.88)
+    assert picked.template_id == "ask_return_reason"
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_ok_to_a_list_of_one_order_picks_it(language: str) -> None:
+    chat = Chat(shop(), language=language)
+    first = chat.say("取消订单" if language == "zh" else "cancel my order", "cancel_order", 0.98)
+    assert first.action == "ask"  # one order can be cancelled: asked to confirm which
+    ok = chat.say("好的" if language == "zh" else "ok", "greeting", 0.9)
+    assert ok.template_id == "ask_cancel_confirm" and "7730192812" in ok.text, ok.text
