@@ -1718,6 +1718,9 @@ class _Policy:
                 order_id=oid,
                 items=items,
                 refund_text=cancelled_refund_text(order, lang),
+                why=tpl.advice("cancel_reasons", lang)
+                if asks_why_cancelled(self.turn.text)
+                else "",
             )
         return self.say(
             "order", f"closed: {order.status}", "track_closed", order_id=oid, status=status

@@ -296,16 +296,14 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} hasn't shipped yet ({status}); tracking appears once it does.",
         ),
     },
-    # the order system keeps no reason for a cancellation, so the two usual ones are named and a
-    # person offered for the rest
     "track_cancelled": {
         "zh": (
-            "订单{order_id}（{items}）已取消。{refund_text}订单会在您本人取消、或未在时限内付款时关闭；如果不是这两种情况，回复“转人工”，我请同事帮您核实。",
-            "订单{order_id}（{items}）目前是“已取消”状态。{refund_text}通常是本人取消或超时未付款导致的；如需核实具体原因，回复“转人工”即可。",
+            "订单{order_id}（{items}）已取消。{refund_text}{why}",
+            "订单{order_id}（{items}）目前是“已取消”状态。{refund_text}{why}",
         ),
         "en": (
-            'Order {order_id} ({items}) is cancelled. {refund_text}Orders close when they are cancelled by the customer or not paid in time; if neither fits, reply "agent" and a colleague will look into it.',
-            'Order {order_id} ({items}) has been cancelled. {refund_text}That usually means it was cancelled from your account or wasn\'t paid in time; to have the reason checked, reply "agent".',
+            "Order {order_id} ({items}) is cancelled. {refund_text}{why}",
+            "Order {order_id} ({items}) has been cancelled. {refund_text}{why}",
         ),
     },
     "track_closed": {
@@ -860,6 +858,12 @@ ADVICE: dict[str, dict[str, str]] = {
         "zh": "{refund}将原路退回。",
         "en": "{refund} goes back to your original payment method.",
     },
+    # asked why an order was cancelled: the order system keeps no reason, so the two usual ones
+    # are named and a person offered for the rest
+    "cancel_reasons": {
+        "zh": "订单会在您本人取消、或未在时限内付款时关闭；如果不是这两种情况，回复“转人工”，我请同事帮您核实。",
+        "en": 'Orders close when they are cancelled from the account or not paid in time; if neither fits, reply "agent" and a colleague will look into it.',
+    },
     "refund_returned": {
         "zh": "已付的{refund}已原路退回。",
         "en": "The {refund} you paid has been refunded to your original payment method. ",
@@ -924,7 +928,8 @@ def render(
     options = variants(template_id, language)
     index = (rotation.get(template_id, -1) + 1) % len(options)
     rotation[template_id] = index
-    return options[index].format_map(dict(slots))
+    # strip: an English advice slot ends with the space before what may follow it, or nothing
+    return options[index].format_map(dict(slots)).strip()
 
 
 def advice(key: str, language: str, **slots: str) -> str:

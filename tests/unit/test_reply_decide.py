@@ -1313,3 +1313,9 @@ def test_ok_to_a_list_of_one_order_picks_it(language: str) -> None:
     assert first.action == "ask"  # one order can be cancelled: asked to confirm which
     ok = chat.say("好的" if language == "zh" else "ok", "greeting", 0.9)
     assert ok.template_id == "ask_cancel_confirm" and "7730192812" in ok.text, ok.text
+
+
+def test_tracking_a_cancelled_order_says_where_the_money_is_without_the_reasons() -> None:
+    d = Chat(_with_cancelled(), language="en").say("where is order 7730192890", "track_order")
+    assert d.template_id == "track_cancelled" and "has been refunded" in d.text
+    assert "agent" not in d.text  # the reasons are for "why was it cancelled?"
