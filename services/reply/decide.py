@@ -474,6 +474,12 @@ _BEFORE_SHIPPING = re.compile(
     r"\bjust (?:paid|ordered|placed)\b|\b(?:hasn'?t|has not|not) (?:been )?shipped\b",
     re.IGNORECASE,
 )
+# "cancel my order and refund me" (get_refund 0.81) was offered delivered orders to return: the
+# refund follows the cancellation. Not "the cancelled order" / "取消的订单" / "已取消".
+_CANCEL_TOO = re.compile(
+    r"\bcancel\b(?!l?ed|l?ing|lation)|(?<![已被])取消(?![了的]的?订单|的)", re.IGNORECASE
+)
+_RETURN_GOODS = re.compile(r"退货|寄回|\breturn", re.IGNORECASE)
 # "my last order" / "最近那单" in the request itself: the newest of the orders that fit
 _LATEST_ORDER = re.compile(
     r"\b(?:my|the)\s+(?:last|latest|most recent|newest|recent)\s+(?:order|purchase)\b|"
@@ -518,6 +524,39 @@ _ABANDON = re.compile(
 # what follows "算了" / "never mind" when the customer drops a request for another one: "算了，先帮我
 # 查下物流吧" (not "算了不取消了", "never mind, don't change it")
 _NEGATION = re.compile(r"不|别|没|\b(?:don'?t|do not|not|no|never)\b", re.IGNORECASE)
+
+
+# Two requests about two orders in one message ("取消订单A，另外B到哪了", "where is A and please
+# cancel B"): each order id belongs to the request of its own clause
+_CLAUSE_BREAK = re.compile(
+    r"[，,;；。!！?？\n]|\b(?:and|also|then|plus|but)\b|另外|还有|顺便|以及|然后|同时|再帮我|再把",
+    re.IGNORECASE,
+)
+_CLAUSE_REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cancel_order", re.compile(r"取消|\bcancel", re.IGNORECASE)),
+    ("change_shipping_address", re.compile(r"地址|\baddress", re.IGNORECASE)),
+    ("get_refund", re.compile(r"退货|退款|退钱|退掉|\breturn|\brefund", re.IGNORECASE)),
+    (
+        "track_order",
+        re.compile(
+            r"到哪|在哪|物流|快递|发货|送到|到了吗|状态|\bwhere\b|\btrack|\bstatus\b|\bship|\barriv",
+            re.IGNORECASE,
+        ),
+    ),
+)
+WRITE_REQUESTS = frozenset({"cancel_order", "change_shipping_address", "get_refund"})
+
+
+def requests_by_order(text: str, order_ids: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Order id → the request its clause makes ("" when the clause names none); ``order_ids``
+    are (id, as written in the message)."""
+    found: dict[str, str] = {}
+    for clause in _CLAUSE_BREAK.split(text):
+        request = next((name for name, rx in _CLAUSE_REQUESTS if rx.search(clause)), "")
+        for order_id, written in order_ids:
+            if written and written in clause and order_id not in found:
+                found[order_id] = request
+    return found
 
 
 def bare_acknowledgement(text: str) -> bool:
@@ -1059,6 +1098,10 @@ class _Policy:
                 return self.faq_answer(hit, "a topic the FAQ answers before any order flow")
         if turn.intent in ORDER_INTENTS:
             distinct = list(dict.fromkeys(order_ids))
+            if len(distinct) > 1:
+                mixed = await self.change_and_lookups(distinct)
+                if mixed is not None:
+                    return mixed
             if len(distinct) > 1 and turn.intent in LOOKUP_INTENTS:
                 return await self.serve_each(turn.intent, distinct[:MAX_ORDERS_PER_TURN])
             if order_ids:
@@ -1069,8 +1112,12 @@ class _Policy:
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
                     return self.faq_answer(hit, f"{turn.intent} asked in general")
-            if turn.intent == "get_refund" and _BEFORE_SHIPPING.search(turn.text):
-                # "我刚付款的订单不想要了，退款" was offered delivered orders to return
+            if turn.intent == "get_refund" and (
+                _BEFORE_SHIPPING.search(turn.text)
+                or (_CANCEL_TOO.search(turn.text) and not _RETURN_GOODS.search(turn.text))
+            ):
+                # "我刚付款的订单不想要了，退款" / "cancel my order and refund me" were offered
+                # delivered orders to return
                 return await self.ask_which_order("cancel_order")
             return await self.ask_which_order(turn.intent)
         if turn.intent in INFO_INTENTS:
@@ -1569,6 +1616,29 @@ class _Policy:
         if d.order_call is None:  # a return created at once carries its own CreateReturn call
             d.order_call = call
         return d
+
+    async def change_and_lookups(self, order_ids: list[str]) -> Decision | None:
+        """One order to change and others to look up in one message ("取消订单A，另外B到哪了"):
+        the look-ups are answered first, then the change goes on (its confirmation last, so
+        "确认" answers it). None when the clauses do not ask that (the usual rules apply)."""
+        turn = self.turn
+        written = {e.value: e.text for e in turn.entities if e.type == "order_id"}
+        requests = requests_by_order(turn.text, [(o, written.get(o, o)) for o in order_ids])
+        changes = [(o, r) for o, r in requests.items() if r in WRITE_REQUESTS]
+        lookups = [o for o, r in requests.items() if r == "track_order"]
+        if not changes or not lookups:
+            return None
+        # the model's reading breaks a tie: "cancel A and return B" is read as one of them
+        order_id, intent = next(((o, r) for o, r in changes if r == turn.intent), changes[0])
+        looked = await self.serve_each("track_order", lookups[: MAX_ORDERS_PER_TURN - 1])
+        if looked.action != "order":
+            return looked  # the order system is busy: said once, nothing changed
+        change = await self.serve(intent, order_id)
+        return replace(
+            change,
+            reason=f"{change.reason}; track_order for {len(lookups)} other order(s) named",
+            text=f"{looked.text}\n{change.text}",
+        )
 
     async def serve_each(self, intent: str, order_ids: list[str]) -> Decision:
         """A look-up for several orders named at once ("7730192846和7730192879到哪了"): one answer

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from kefu.v1.events_pb2 import Envelope
-from services.reply.decide import Recommended, turn_from_envelope
+from services.reply.decide import Recommended, requests_by_order, turn_from_envelope
 from services.reply.state import DialogueState
 from tests.unit.test_reply_fakes import CASE, EARBUDS, MUG, Chat, FakeFaq, FakeOrders, make_order
 
@@ -1319,3 +1319,58 @@ def test_tracking_a_cancelled_order_says_where_the_money_is_without_the_reasons(
     d = Chat(_with_cancelled(), language="en").say("where is order 7730192890", "track_order")
     assert d.template_id == "track_cancelled" and "has been refunded" in d.text
     assert "agent" not in d.text  # the reasons are for "why was it cancelled?"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("帮我取消订单7730192812，另外7730192846到哪了", "zh"),
+        ("7730192846到哪了？顺便把7730192812取消", "zh"),
+        ("where is 7730192846 and please cancel 7730192812", "en"),
+    ],
+)
+def test_a_change_and_a_look_up_of_two_orders_in_one_message_are_both_served(
+    text: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    d = chat.say(text, "cancel_order", 0.91)
+    # the shipped order's tracking, then the confirmation for the paid one (not "7730192846
+    # is shipped, so it can't be cancelled")
+    assert d.action == "ask" and d.template_id == "ask_cancel_confirm", d.text
+    tracking, confirm = d.text.split("\n", 1)
+    assert "7730192846" in tracking and "SF1234567890123" in tracking
+    assert "7730192812" in confirm and "7730192846" not in confirm
+    done = chat.say("确认" if language == "zh" else "yes", "greeting", 0.4)
+    assert done.template_id == "cancelled" and "7730192812" in done.text
+
+
+def test_clauses_give_each_order_its_request() -> None:
+    ids = [("7730192812", "7730192812"), ("7730192846", "7730192846")]
+    assert requests_by_order("取消7730192812，7730192846到哪了", ids) == {
+        "7730192812": "cancel_order",
+        "7730192846": "track_order",
+    }
+    assert requests_by_order("return 7730192812 and where is 7730192846", ids) == {
+        "7730192812": "get_refund",
+        "7730192846": "track_order",
+    }
+    # one clause for both: one request (the usual rules serve it)
+    assert set(requests_by_order("查一下7730192812和7730192846的物流", ids).values()) == {
+        "track_order"
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "offered"),
+    [
+        ("cancel my order and refund me", "en", "7730192812"),  # the paid one
+        ("取消订单，把钱退给我", "zh", "7730192812"),
+        ("refund for my cancelled order please", "en", "7730192857"),  # a return, as before
+        ("I want to return it and get a refund", "en", "7730192857"),
+    ],
+)
+def test_cancel_and_refund_in_one_request_is_a_cancellation(
+    text: str, language: str, offered: str
+) -> None:
+    d = Chat(shop(), language=language).say(text, "get_refund", 0.81)
+    assert d.action == "ask" and offered in d.text, d.text
