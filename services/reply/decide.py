@@ -87,7 +87,14 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    window: ``ask`` which items (several lines), ``ask`` why unless the request already said
    ("耳机音质太差了想退"), then CreateReturn (``order``).
    Several order ids in one look-up (tracking, refund status, invoice) → one answer per order,
-   at most MAX_ORDERS_PER_TURN; a change or a return acts on the first named.
+   at most MAX_ORDERS_PER_TURN; a change or a return acts on the first named, unless the
+   clauses split the message into a change of one order and a look-up of others ("取消订单A，
+   另外B到哪了", "where is A and please cancel B"): the look-ups are answered, then the change
+   goes on. "Why was my order cancelled?" (whatever the intent read) is tracking among the
+   cancelled orders; a cancelled order's answer says where the money is, and, asked why, the
+   usual reasons and that a person can check. "cancel my order and refund me" read as a refund
+   is a cancellation. "ok" / "好的" to a which-question is no answer: asked again (a list of
+   one order: that one).
    NOT_FOUND → ``order`` saying it is not one of their orders (same words whether the order
    exists for someone else or not). The user_id is always the conversation's.
    The order system failing (UNAVAILABLE, DEADLINE_EXCEEDED, breaker open) → ``order`` "system
