@@ -472,7 +472,11 @@ _FAQ_FIRST_TOPICS = re.compile(
     # where a refund goes is the same for every order ("will my refund go back to my card?")
     # (not "退款到哪一步了" / "退款到哪了": those ask how far it got, for one order)
     r"退(?:款|钱)?(?:会|是|能)?(?:退)?到哪(?:里|儿|个)|退回(?:到)?(?:哪|我的|原)|原路(?:退|返)回|"
-    r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid) back to\b|\brefunded to (?:my|the)\b",
+    r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid) back to\b|\brefunded to (?:my|the)\b|"
+    # correcting an invoice is the same steps for every order ("发票抬头写错了能改吗")
+    r"发票[^，,。？?]{0,8}(?:写错|填错|开错|错了|修改|更改|换开|重开)|(?:重开|换开|重新开)发票|"
+    r"\binvoice\b.{0,30}\b(?:wrong|incorrect|mistake|reissue|re-issue)|"
+    r"\b(?:reissue|re-issue|correct|change|fix)\b.{0,12}\binvoice\b",
     re.IGNORECASE,
 )
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")

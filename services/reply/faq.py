@@ -516,16 +516,32 @@ class FaqService:
         if index is None:
             return None
         vector: np.ndarray | None = None
+        query = without_order_ids(turn)
         # nlu already embedded the message with "query: " and the same encoder: reuse it
-        if turn.embedding and index.query_prefix == "query: " and turn.encoder_version == version:
+        if (
+            query == turn.text
+            and turn.embedding
+            and index.query_prefix == "query: "
+            and turn.encoder_version == version
+        ):
             vector = np.frombuffer(turn.embedding, dtype="<f2").astype(np.float32)
         if vector is None or vector.shape[0] != index.vectors.shape[1]:
             metrics.FAQ_QUERY_VECTORS.labels("computed").inc()
             loop = asyncio.get_running_loop()
-            vector = await loop.run_in_executor(self.executor, index.embed_query, turn.text)
+            vector = await loop.run_in_executor(self.executor, index.embed_query, query)
         else:
             metrics.FAQ_QUERY_VECTORS.labels("carried").inc()
         return index.lookup_vector(vector, turn.language)
+
+
+def without_order_ids(turn: Turn) -> str:
+    """The message without its order ids: an id says nothing about which entry answers, and it
+    pulled "订单3336233058的发票抬头写错了能改吗" from 0.985 to 0.946 on the invoice-change entry."""
+    text = turn.text
+    for entity in turn.entities:
+        if entity.type == "order_id" and entity.text:
+            text = text.replace(entity.text, " ")
+    return " ".join(text.split()) if text != turn.text else text
 
 
 class _CachedQueryEmbedder:

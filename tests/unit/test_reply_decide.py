@@ -1374,3 +1374,20 @@ def test_cancel_and_refund_in_one_request_is_a_cancellation(
 ) -> None:
     d = Chat(shop(), language=language).say(text, "get_refund", 0.81)
     assert d.action == "ask" and offered in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("订单7730192857的发票抬头写错了能改吗", "zh"),
+        ("the invoice for 7730192857 has the wrong company name, can you reissue it?", "en"),
+    ],
+)
+def test_correcting_an_invoice_is_answered_from_the_faq_not_with_the_invoice_number(
+    text: str, language: str
+) -> None:
+    faq = FakeFaq(
+        {"发票": ("faq-invoice-change", "换开"), "invoice": ("faq-invoice-change", "reissue")}
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "check_invoice", 0.36)
+    assert d.action == "faq" and d.faq_id == "faq-invoice-change", d.text

@@ -148,3 +148,21 @@ def test_measure_reports_both_prefix_schemes() -> None:
     for scheme in ("query-query", "query-passage"):
         assert 0.0 <= result[scheme]["top1_accuracy"] <= 1.0
         assert "threshold" in result[scheme]["best"]
+
+
+def test_the_faq_query_leaves_out_order_ids() -> None:
+    from services.reply.decide import EntityRef, Turn
+    from services.reply.faq import without_order_ids
+
+    turn = Turn(
+        "m1",
+        "c1",
+        "u1001",
+        "订单3336233058的发票抬头写错了能改吗",
+        "订单3336233058的发票抬头写错了能改吗",
+        "zh",
+        entities=(EntityRef("order_id", "3336233058", "3336233058"),),
+    )
+    assert without_order_ids(turn) == "订单 的发票抬头写错了能改吗"
+    plain = Turn("m2", "c1", "u1001", "发票能重开吗", "发票能重开吗", "zh")
+    assert without_order_ids(plain) == "发票能重开吗"  # unchanged: nlu's vector is reused
