@@ -487,9 +487,7 @@ _BEFORE_SHIPPING = re.compile(
 )
 # "cancel my order and refund me" (get_refund 0.81) was offered delivered orders to return: the
 # refund follows the cancellation. Not "the cancelled order" / "取消的订单" / "已取消".
-_CANCEL_TOO = re.compile(
-    r"\bcancel\b(?!l?ed|l?ing|lation)|(?<![已被])取消(?![了的]的?订单|的)", re.IGNORECASE
-)
+_CANCEL_TOO = re.compile(r"\bcancel\b|(?<![已被])取消(?![了的])", re.IGNORECASE)
 _RETURN_GOODS = re.compile(r"退货|寄回|\breturn", re.IGNORECASE)
 # "my last order" / "最近那单" in the request itself: the newest of the orders that fit
 _LATEST_ORDER = re.compile(
@@ -571,7 +569,7 @@ def requests_by_order(text: str, order_ids: Sequence[tuple[str, str]]) -> dict[s
 
 
 def bare_acknowledgement(text: str) -> bool:
-    """ "好的", "嗯嗯", "ok": agreeing, with no request in it and no answer to a which-question."""
+    """Agreeing ("好的", "嗯嗯", "ok"), with no request in it and no answer to a which-question."""
     return len(text.strip()) <= 6 and followups.yes_or_no(text) is True
 
 
