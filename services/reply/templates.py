@@ -212,8 +212,8 @@ TEMPLATES: dict[str, T] = {
             "您最近的订单有：{orders}\n请告诉我是第几个，或者直接发订单号。",
         ),
         "en": (
-            "Which order is it? {orders}\nReply with the number, the order id or the product.",
-            "Here are your recent orders: {orders}\nWhich one do you mean (number, order id or product)?",
+            "Which order is it?{orders}\nReply with the number, the order id or the product.",
+            "Here are your recent orders:{orders}\nWhich one do you mean (number, order id or product)?",
         ),
     },
     "ask_order_choice_again": {
@@ -222,8 +222,8 @@ TEMPLATES: dict[str, T] = {
             "我没找到对应的订单，可以发一下订单号或序号吗？{orders}",
         ),
         "en": (
-            'Sorry, I couldn\'t match that. Please reply with a number (e.g. "the first one") or the 10-digit order id: {orders}',
-            "I couldn't tell which order you mean. Could you send its number or order id? {orders}",
+            'Sorry, I couldn\'t match that. Please reply with a number (e.g. "the first one") or the 10-digit order id:{orders}',
+            "I couldn't tell which order you mean. Could you send its number or order id?{orders}",
         ),
     },
     "no_orders": {
@@ -443,11 +443,11 @@ TEMPLATES: dict[str, T] = {
     "ask_return_items": {
         "zh": (
             "订单{order_id}里有：{items}。要退哪件？回复序号、商品名，或“全部”。",
-            "请问要退订单{order_id}中的哪件商品？{items}（也可以回复“全部”）",
+            "请问要退订单{order_id}中的哪件商品？{items}\n（也可以回复“全部”）",
         ),
         "en": (
-            'Order {order_id} contains: {items}. Which item do you want to return? Reply with its number, its name, or "all".',
-            'Which item from order {order_id} should I return? {items} (or say "all")',
+            'Order {order_id} contains:{items}\nWhich item do you want to return? Reply with its number, its name, or "all".',
+            'Which item from order {order_id} should I return?{items}\n(Or say "all".)',
         ),
     },
     "ask_return_reason": {
