@@ -160,6 +160,13 @@ class Recommender:
                     text = REASON_TEMPLATES[(code, lang)].format(
                         anchor=self._name(anchor_pid, lang)
                     )
+                    anchor_j = self.model.index_of(anchor_pid)
+                    if categories and (
+                        anchor_j is None or self._category_array[anchor_j] not in categories
+                    ):
+                        # asked for snacks: "bought together with canvas shoes" reads as a
+                        # mistake; the item stays, without a reason
+                        text = ""
                     chosen.append(self._suggestion(j, float(scores[j]), text, code, lang))
                     taken.add(j)
         if len(chosen) < n:

@@ -293,6 +293,23 @@ def test_asked_categories_are_the_only_ones_suggested(model: RecModel) -> None:
     assert rec.recommend(history, n=3, categories=["furniture"]) == []
 
 
+def test_a_reason_from_another_category_is_left_out_when_a_category_is_asked_for() -> None:
+    # everyone who bought the phone case also bought the first two pairs of shoes
+    rows = [
+        Interaction(f"u{u}", pid, "purchase", T0 + i)
+        for u in range(8)
+        for i, pid in enumerate([PHONES[0], SHOES[0], SHOES[1]])
+    ]
+    rec = Recommender(train(rows, TrainConfig(algorithm="item_cosine")), catalog())
+    history = _history("new", [PHONES[0]], kind="purchase")
+    asked = rec.recommend(history, n=2, categories=["shoes"], now=T0 + DAY)
+    assert {s.product_id for s in asked} == {SHOES[0], SHOES[1]}
+    # "bought together with <a phone case>" for shoes read as a mistake: no reason instead
+    assert all(s.reason_code == "bought_together" and s.reason == "" for s in asked)
+    unasked = rec.recommend(history, n=2, now=T0 + DAY)
+    assert all(s.reason for s in unasked)  # without a category asked, the anchor is the reason
+
+
 def test_a_message_names_categories_by_any_part_of_their_label() -> None:
     def product(pid: str, category: str, zh: str, en: str) -> Product:
         return Product(pid, pid, pid, category, zh, en, 1)
