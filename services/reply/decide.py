@@ -824,7 +824,13 @@ def item_choices(order: orders_pb2.Order, language: str) -> list[OrderChoice]:
     ]
 
 
-_OWN = re.compile(r"我|\b(my|mine|me|i|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
+# Chinese often drops the "我": "地址填错了，还没发货能改不" tells of the customer's own order (it got
+# the FAQ's answer for a wrong item delivered)
+_OWN = re.compile(
+    r"我|填错|写错|选错|拍错|还没(?:发货|发|到|收到)|刚(?:下|付)|已经(?:下单|付款|付了)|"
+    r"\b(my|mine|me|i|i'm|i've|i'd|i'll)\b",
+    re.IGNORECASE,
+)
 
 
 def refers_to_own(text: str) -> bool:

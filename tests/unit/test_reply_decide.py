@@ -1391,3 +1391,10 @@ def test_correcting_an_invoice_is_answered_from_the_faq_not_with_the_invoice_num
     )
     d = Chat(shop(), language=language, faq=faq).say(text, "check_invoice", 0.36)
     assert d.action == "faq" and d.faq_id == "faq-invoice-change", d.text
+
+
+@pytest.mark.parametrize("text", ["地址填错了，还没发货能改不", "收货地址写错了能改吗"])
+def test_a_request_without_wo_about_the_own_order_goes_to_the_order_not_the_faq(text: str) -> None:
+    faq = FakeFaq({"错": ("faq-wrong-item", "请拍照后申请售后")})
+    d = Chat(shop(), language="zh", faq=faq).say(text, "change_shipping_address", 1.0)
+    assert d.action == "ask" and "7730192812" in d.text, d.text
