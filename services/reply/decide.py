@@ -528,7 +528,8 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
 
 
 _ABANDON = re.compile(
-    r"算了|不退了|不用了|不改了|不取消了|never ?mind|forget it|cancel that", re.IGNORECASE
+    r"算了|不退了|不用了|不改了|不取消了|没事了|never ?mind|\bnvm\b|forget it|cancel that",
+    re.IGNORECASE,
 )
 # what follows "算了" / "never mind" when the customer drops a request for another one: "算了，先帮我
 # 查下物流吧" (not "算了不取消了", "never mind, don't change it")
@@ -1448,8 +1449,10 @@ class _Policy:
             # complaint): only a confident question about something else moves on
             if self.switching(p) and looks_like_question(turn.text):
                 return None
-            names_item_only = not _RETURN_REASON.search(turn.text) and followups.named_items(
-                turn.text, p.items, turn.values("product")
+            names_item_only = not _RETURN_REASON.search(turn.text) and (
+                followups.named_items(turn.text, p.items, turn.values("product"))
+                # "the mug" (a product, maybe of another order) is no reason either
+                or (bool(turn.values("product")) and len(turn.text.split()) <= 3)
             )
             # "全部" / "the first one" / "就是那个降噪的" (naming the item again): not a reason
             if _NO_REASON.search(turn.text.strip()) or names_item_only:

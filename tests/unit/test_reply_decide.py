@@ -1398,3 +1398,22 @@ def test_a_request_without_wo_about_the_own_order_goes_to_the_order_not_the_faq(
     faq = FakeFaq({"错": ("faq-wrong-item", "请拍照后申请售后")})
     d = Chat(shop(), language="zh", faq=faq).say(text, "change_shipping_address", 1.0)
     assert d.action == "ask" and "7730192812" in d.text, d.text
+
+
+def test_a_product_named_when_asked_why_is_no_reason() -> None:
+    orders = FakeOrders(
+        [make_order("7730192868", "u1001", "delivered", (EARBUDS,), delivered_days_ago=1)]
+    )
+    chat = Chat(orders)
+    assert chat.say("I want to return order 7730192868", "get_refund").template_id == (
+        "ask_return_reason"
+    )
+    # "the mug" is in another order: taken as the reason, it registered a return of the earbuds
+    again = chat.say("the mug", "out_of_scope", 0.8, products=("P10003",))
+    assert again.action == "ask" and again.template_id == "ask_return_reason", again.text
+    assert chat.say("nvm", "out_of_scope", 0.7).template_id in ("kept", "dropped")
+
+
+def test_nvm_with_nothing_pending_is_acknowledged() -> None:
+    d = Chat(shop()).say("nvm", "out_of_scope", 0.73)
+    assert d.action == "answer" and d.template_id == "acknowledged", d.text
