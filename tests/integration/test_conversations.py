@@ -80,7 +80,7 @@ def test_scripted_conversation(stack: StackHandle, script: Script) -> None:
 def test_the_demo_conversations_are_valid_scripts() -> None:
     scripts = load_scripts(DEMO_FILE)
     users = {s.user for s in scripts}
-    assert users == {"u1001", "u2001"} and {s.language for s in scripts} == {"zh", "en"}
+    assert {"u1001", "u2001"} <= users and {s.language for s in scripts} == {"zh", "en"}
     kinds = {st.kind for s in scripts for st in s.steps}
     assert kinds == {"say", "control", "outage"}
     actions = {a for s in scripts for st in s.steps for a in st.expect}
