@@ -290,7 +290,9 @@ _OWN_PURCHASE = re.compile(
     r"\bmy\s+(?:\w+\s+){0,2}?(?:orders?|packages?|parcels?|purchases?|items?|deliver(?:y|ies)|"
     r"shipments?|stuff|things?|box|goods|products?|articles?)\b|"
     r"\b(?:what|the \w+|the \w+ \w+|everything) i (?:ordered|bought|purchased|placed|got)\b|"
-    r"我的(?:订单|快递|包裹|货|东西|宝贝|物流)|我(?:买|订|下单|拍)的",
+    # traditional script and Cantonese too: "我嘅訂單幾時到" was answered with delivery times
+    r"我(?:的|嘅|哋嘅)(?:订单|訂單|快递|快遞|包裹|货|貨|东西|東西|宝贝|寶貝|物流)|"
+    r"我(?:买|買|订|訂|下单|下單|拍)(?:的|嘅)",
     re.IGNORECASE,
 )
 _HYPOTHETICAL_ORDER = re.compile(

@@ -347,6 +347,9 @@ def test_when_will_my_order_arrive_is_answered_with_that_orders_tracking() -> No
     d = zh.say("我买的耳机什么时候到", "delivery_period", products=("P10002",))
     assert d.action == "order" and d.order_call is not None
     assert d.order_call.order_id == "7730192812"
+    for text in ("我嘅訂單幾時到", "我買的東西什麼時候到"):  # Cantonese, traditional script
+        d = Chat(shop(), language="zh", faq=faq).say(text, "delivery_period", 0.85)
+        assert d.action == "ask" and d.order_call is not None, text
     # general or hypothetical: how long delivery takes
     for text, language in (
         ("how long does delivery take?", "en"),
