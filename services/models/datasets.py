@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.runtime.script import to_simplified
+
 OUT_OF_SCOPE = "out_of_scope"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 # A label is an identifier-like word (intent names, 退货 ...): no spaces or punctuation that
@@ -155,7 +157,7 @@ def parse_labelled_csv(raw: bytes, source: str = "<data>") -> LabelledData:
             raise DatasetError(
                 f"{source}:{start}: text of {len(sample)} characters (limit {MAX_TEXT_CHARS})"
             )
-        data.texts.append(sample)
+        data.texts.append(to_simplified(sample))  # what the services read (runtime/script.py)
         data.labels.append(label)
         data.lines.append(start)
     if not data.texts:

@@ -12,6 +12,7 @@ import numpy as np
 from kefu.v1.events_pb2 import Envelope
 from services.models.openings import reread_openings
 from services.nlu.entities import ProductMatcher, extract
+from services.runtime.script import to_simplified
 
 
 def embedding_bytes(vector: np.ndarray) -> bytes:
@@ -41,8 +42,9 @@ class NluOutputs:
 
 
 def model_text(env: Envelope) -> str:
-    """What the models read: the normalised text (PII does not matter to them)."""
-    return env.text
+    """What the models read: the normalised text in simplified characters (PII does not matter
+    to them; services/runtime/script.py says why)."""
+    return to_simplified(env.text)
 
 
 def fill_nlu(

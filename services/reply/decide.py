@@ -130,6 +130,7 @@ from services.reply.faq import FaqHit
 from services.reply.orders_client import OrderCallResult, OrderGateway
 from services.reply.state import DialogueState, Handoff, OrderChoice, PastTurn, Pending
 from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
+from services.runtime.script import to_simplified
 
 LOW_CONFIDENCE = 0.5
 # An order id in the message is strong evidence: an order intent this sure is acted on.
@@ -659,7 +660,7 @@ def turn_from_envelope(env: Envelope) -> Turn:
         message_id=env.message_id,
         conversation_id=env.conversation_id,
         user_id=env.user_id,
-        text=env.text,
+        text=to_simplified(env.text),  # the rules are written in simplified characters
         masked_text=env.masked_text or env.text,
         language=reply_language(env.language),
         language_confidence=float(env.ingest.language_confidence)

@@ -15,6 +15,7 @@ from services.models.sentiment import SentimentModel
 from services.runtime import metrics
 from services.runtime.bus import Stage, take_batches
 from services.runtime.envelope import add_latency, encode
+from services.runtime.script import to_simplified
 from services.runtime.settings import TOPIC_NLU, TOPIC_SENTIMENT, Settings
 from services.sentiment.logic import embeddings_for, fill_sentiment, states_for
 
@@ -62,7 +63,7 @@ def build(settings: Settings) -> Stage:
         from services.models import registry
 
         model = heads.current()
-        texts = [e.text for e in envs]
+        texts = [to_simplified(e.text) for e in envs]
         encoder_version = registry.current_version(root, "encoder") or ""
         layer = model.states_layer
         if layer is not None:

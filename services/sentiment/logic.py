@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from kefu.v1.events_pb2 import Envelope
+from services.runtime.script import to_simplified
 
 
 def carried_embedding(env: Envelope, encoder_version: str, dim: int) -> np.ndarray | None:
@@ -27,7 +28,7 @@ def embeddings_for(
     rows: list[np.ndarray | None] = [carried_embedding(e, encoder_version, dim) for e in envs]
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        fresh = encoder.embed([envs[i].text for i in missing], prefix="query: ")
+        fresh = encoder.embed([to_simplified(envs[i].text) for i in missing], prefix="query: ")
         for j, i in enumerate(missing):
             rows[i] = fresh[j]
     return np.vstack([r for r in rows if r is not None]).astype(np.float32), len(missing)
@@ -56,7 +57,7 @@ def states_for(
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
         _, fresh = encoder.embed_with_states(
-            [envs[i].text for i in missing], layer, prefix="query: "
+            [to_simplified(envs[i].text) for i in missing], layer, prefix="query: "
         )
         for j, i in enumerate(missing):
             rows[i] = fresh[j]

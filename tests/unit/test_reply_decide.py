@@ -803,6 +803,9 @@ def test_turn_from_envelope_and_reply_section() -> None:
     assert turn.values("order_id") == ["7730192846"]
     assert turn.recommendations[0].name == "钢化膜"
     assert turn_from_envelope(Envelope(language="other")).language == "en"
+    # the rules read simplified characters; transcripts keep the customer's own
+    trad = turn_from_envelope(Envelope(text="我嘅訂單幾時到", masked_text="我嘅訂單幾時到"))
+    assert trad.text == "我嘅订单几时到" and trad.masked_text == "我嘅訂單幾時到"
 
     chat = Chat(shop())
     d = chat.say("where is 7730192846", "track_order")
