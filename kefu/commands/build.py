@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from services.models.registry import KINDS
 from services.runtime.settings import SettingsError, load_settings
 
 
@@ -70,7 +71,7 @@ def list_versions() -> None:
 @click.option(
     "--kind",
     "kinds",
-    type=click.Choice(["encoder", "intent", "sentiment", "recommend"]),
+    type=click.Choice(KINDS),
     multiple=True,
     help="Kind(s) to prune (default: all).",
 )
