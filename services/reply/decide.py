@@ -1537,7 +1537,9 @@ class _Policy:
             products = turn.values("product")
             named = followups.best_mention(turn.text, choices, products)
             if named is None and _LATEST_ORDER.search(turn.text):
-                named = choices[0]  # "my last order" / "最近那单": ListOrders is newest first
+                # "my last order" / "最近那单": ListOrders is newest first; "我最近买的那个手机壳":
+                # the newest with a phone case (the newest order, with none, was served)
+                named = (followups.top_mentions(turn.text, every, products) or choices)[0]
             if named is None and not followups.top_mentions(turn.text, every, products):
                 # "return the wok" when the wok's order cannot be returned: it was not listed
                 # and the customer got the others; serving it says why it cannot be done

@@ -1423,3 +1423,15 @@ def test_a_product_named_when_asked_why_is_no_reason() -> None:
 def test_nvm_with_nothing_pending_is_acknowledged() -> None:
     d = Chat(shop()).say("nvm", "out_of_scope", 0.73)
     assert d.action == "answer" and d.template_id == "acknowledged", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("查一下我最近买的那个耳机", "zh"), ("where are my latest earbuds", "en")],
+)
+def test_my_latest_order_of_a_named_product_is_the_newest_with_that_product(
+    text: str, language: str
+) -> None:
+    d = Chat(shop(), language=language).say(text, "track_order", 0.9, products=("P10002",))
+    # 7730192846 is newer but has no earbuds: it was served
+    assert d.action == "order" and "7730192812" in d.text, d.text
