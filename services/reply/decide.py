@@ -476,7 +476,10 @@ _FAQ_FIRST_TOPICS = re.compile(
     # (not "退款到哪一步了" / "退款到哪了": those ask how far it got, for one order)
     r"退(?:款|钱)?(?:会|是|能)?(?:退)?到哪(?:里|儿|个)|退回(?:到)?(?:哪|我的|原)|原路(?:退|返)回|"
     r"\b(?:refund|money)\b.{0,12}\b(?:go|goes|going|sent|paid) back to\b|\brefunded to (?:my|the)\b|"
-    # correcting an invoice is the same steps for every order ("发票抬头写错了能改吗")
+    # correcting an invoice, or one for a company, is the same steps for every order
+    # ("发票抬头写错了能改吗", "能开发票给公司吗")
+    r"发票[^，,。？?]{0,4}(?:给|开给|开成)[^，,。？?]{0,4}(?:公司|单位|企业)|(?:公司|单位|企业)抬头|"
+    r"\b(?:company|business|corporate)\s+invoice\b|\binvoice\b.{0,20}\b(?:company|business)\b|"
     r"发票[^，,。？?]{0,8}(?:写错|填错|开错|错了|修改|更改|换开|重开)|(?:重开|换开|重新开)发票|"
     r"\binvoice\b.{0,30}\b(?:wrong|incorrect|mistake|reissue|re-issue)|"
     r"\b(?:reissue|re-issue|correct|change|fix)\b.{0,12}\binvoice\b",
@@ -1532,6 +1535,11 @@ class _Policy:
             d = self.no_eligible(intent)
         else:
             every = [choice_of(o, self.lang) for o in eligible]
+            several = len(every) > 1  # one order in all is offered, not guessed
+            if intent == "track_order":
+                # "我上周买的手机壳到现在还没到": of the orders with a phone case, the ones not
+                # delivered yet (the returned one was served)
+                every = narrowed_by_status_words(every, turn.text)
             choices = every[:MAX_LISTED_ORDERS]
             s.offered = choices  # a correction ("no, the mug one") picks among these
             products = turn.values("product")
@@ -1549,7 +1557,7 @@ class _Policy:
                 fitting = followups.top_mentions(turn.text, every, products) or every
                 if intent == "track_order":
                     fitting = narrowed_by_status_words(fitting, turn.text)
-                if len(fitting) == 1 and (len(every) > 1 or why_cancelled):
+                if len(fitting) == 1 and (several or why_cancelled):
                     named = fitting[0]  # one cancelled order: the one asked about
                 else:
                     choices = s.offered = fitting[:MAX_LISTED_ORDERS]

@@ -1435,3 +1435,31 @@ def test_my_latest_order_of_a_named_product_is_the_newest_with_that_product(
     d = Chat(shop(), language=language).say(text, "track_order", 0.9, products=("P10002",))
     # 7730192846 is newer but has no earbuds: it was served
     assert d.action == "order" and "7730192812" in d.text, d.text
+
+
+def test_an_order_still_not_here_is_looked_for_among_those_not_delivered() -> None:
+    orders = FakeOrders(
+        [
+            make_order("7730192913", "u1001", "returned", (CASE,), delivered_days_ago=9),
+            make_order("7730192846", "u1001", "shipped", (CASE,)),
+            make_order("7730192812", "u1001", "paid", (EARBUDS,)),
+        ]
+    )
+    text = "我上周买的手机壳到现在还没到，物流信息四天没更新了"
+    d = Chat(orders, language="zh").say(text, "track_order", 1.0, products=("P10001",))
+    assert d.action == "order" and "7730192846" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("能开发票给公司吗 抬头写我们公司名字", "zh"),
+        ("can I get a company invoice for my order?", "en"),
+    ],
+)
+def test_an_invoice_for_a_company_is_answered_from_the_faq(text: str, language: str) -> None:
+    faq = FakeFaq(
+        {"发票": ("faq-invoice-change", "公司抬头"), "invoice": ("faq-invoice-change", "company")}
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "get_invoice", 0.99)
+    assert d.action == "faq", d.text
