@@ -133,6 +133,9 @@ from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
 from services.runtime.script import to_simplified
 
 LOW_CONFIDENCE = 0.5
+# nlu's product score (the share of the product's name in the message) from which a product
+# entity names that product rather than its kind (see Turn.named_products)
+SPECIFIC_PRODUCT_SCORE = 0.5
 # An order id in the message is strong evidence: an order intent this sure is acted on.
 ORDER_HINT_CONFIDENCE = 0.3
 LOW_CONFIDENCE_TURNS_FOR_HANDOFF = 2
@@ -610,6 +613,7 @@ class EntityRef:
     type: str
     text: str
     value: str
+    score: float = 1.0  # nlu's; for a product, how much of its name the message has
 
 
 @dataclass(frozen=True)
@@ -645,6 +649,17 @@ class Turn:
     def values(self, kind: str) -> list[str]:
         return [e.value for e in self.entities if e.type == kind]
 
+    def named_products(self) -> list[str]:
+        """Products the message names specifically, for telling orders apart. A bare kind
+        ("手机壳", "phone case") matches a dozen catalog products weakly and nlu lists three of
+        them, arbitrary ones: "我最近买的那个手机壳" then served the order holding one of those
+        three rather than the newest phone-case order. Such weak matches are left to the words."""
+        return [
+            e.value
+            for e in self.entities
+            if e.type == "product" and e.score >= SPECIFIC_PRODUCT_SCORE
+        ]
+
     @property
     def confident(self) -> bool:
         return bool(self.intent) and self.confidence >= LOW_CONFIDENCE
@@ -673,7 +688,7 @@ def turn_from_envelope(env: Envelope) -> Turn:
         confidence=float(nlu.confidence),
         ranking=tuple((r.intent, float(r.score)) for r in nlu.ranking),
         out_of_scope=nlu.out_of_scope or nlu.intent == "out_of_scope",
-        entities=tuple(EntityRef(e.type, e.text, e.value) for e in nlu.entities),
+        entities=tuple(EntityRef(e.type, e.text, e.value, e.score) for e in nlu.entities),
         sentiment=senti.label or "neutral",
         negative_score=float(negative),
         escalate=senti.escalate,
@@ -1215,7 +1230,7 @@ class _Policy:
         s, turn = self.state, self.turn
         if not s.offered:
             return ""
-        pick = followups.pick_choice(turn.text, s.offered, order_ids, turn.values("product"))
+        pick = followups.pick_choice(turn.text, s.offered, order_ids, turn.named_products())
         if isinstance(pick, OrderChoice) and pick.order_id != order_id:
             return pick.order_id
         return ""
@@ -1331,7 +1346,7 @@ class _Policy:
         turn = self.turn
         if p.awaiting == "order_choice":
             pick = followups.pick_choice(
-                turn.text, p.choices, turn.values("order_id"), turn.values("product")
+                turn.text, p.choices, turn.values("order_id"), turn.named_products()
             )
             if p.intent == "get_refund" and pick is None and _RETURN_REASON.search(turn.text):
                 # "质量不好" (why, not which) read as "不好" = no, and the return was dropped
@@ -1424,7 +1439,7 @@ class _Policy:
                 return None
             if abandons(turn.text):
                 return self.kept(p)
-            chosen = followups.pick_items(turn.text, p.items, turn.values("product"))
+            chosen = followups.pick_items(turn.text, p.items, turn.named_products())
             if chosen:
                 p.product_ids = [] if len(chosen) == len(p.items) else [c.order_id for c in chosen]
                 if p.reason:  # given with the request
@@ -1456,7 +1471,7 @@ class _Policy:
             if self.switching(p) and looks_like_question(turn.text):
                 return None
             names_item_only = not _RETURN_REASON.search(turn.text) and (
-                followups.named_items(turn.text, p.items, turn.values("product"))
+                followups.named_items(turn.text, p.items, turn.named_products())
                 # "the mug" (a product, maybe of another order) is no reason either
                 or (bool(turn.values("product")) and len(turn.text.split()) <= 3)
             )
@@ -1542,7 +1557,7 @@ class _Policy:
                 every = narrowed_by_status_words(every, turn.text)
             choices = every[:MAX_LISTED_ORDERS]
             s.offered = choices  # a correction ("no, the mug one") picks among these
-            products = turn.values("product")
+            products = turn.named_products()
             named = followups.best_mention(turn.text, choices, products)
             if named is None and _LATEST_ORDER.search(turn.text):
                 # "my last order" / "最近那单": ListOrders is newest first; "我最近买的那个手机壳":
@@ -1579,7 +1594,7 @@ class _Policy:
         """The one order of ``orders`` (not among ``exclude``) the message names by product."""
         listed = {c.order_id for c in exclude}
         others = [choice_of(o, self.lang) for o in orders if o.order_id not in listed]
-        return followups.best_mention(self.turn.text, others, self.turn.values("product"))
+        return followups.best_mention(self.turn.text, others, self.turn.named_products())
 
     async def unlisted_order_named(self, p: Pending) -> str:
         """An order of the customer's the message names by product that the bot did not offer
@@ -1892,7 +1907,7 @@ class _Policy:
         chosen = (
             items
             if len(items) == 1
-            else followups.named_items(self.turn.text, items, self.turn.values("product"))
+            else followups.named_items(self.turn.text, items, self.turn.named_products())
         )
         if not chosen:
             labels = [c.label for c in items]

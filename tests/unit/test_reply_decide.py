@@ -1463,3 +1463,18 @@ def test_an_invoice_for_a_company_is_answered_from_the_faq(text: str, language: 
     )
     d = Chat(shop(), language=language, faq=faq).say(text, "get_invoice", 0.99)
     assert d.action == "faq", d.text
+
+
+def test_a_bare_kind_of_product_does_not_pick_the_order_of_an_arbitrary_product() -> None:
+    mug_only = ("P10009", "马克杯", "Mug", 1, 3500)
+    orders = FakeOrders(
+        [
+            make_order("7730192846", "u1001", "shipped", (CASE,)),  # newest with a phone case
+            make_order("7730192913", "u1001", "returned", (mug_only, CASE), delivered_days_ago=9),
+        ]
+    )
+    # "手机壳" matches many catalog products weakly; nlu listed an arbitrary one, P10009's order
+    d = Chat(orders, language="zh").say(
+        "查一下我最近买的那个手机壳", "track_order", 0.9, products=("P10009",), product_score=0.15
+    )
+    assert d.action == "order" and "7730192846" in d.text, d.text

@@ -214,6 +214,7 @@ class Chat:
         negative: float = 0.0,
         escalate: bool = False,
         products: tuple[str, ...] = (),
+        product_score: float = 1.0,  # nlu's: low for a bare kind ("手机壳") matching many
         recommendations: tuple[Recommended, ...] = (),
         requested: bool = False,
         out_of_scope: bool = False,
@@ -221,7 +222,7 @@ class Chat:
         language_confidence: float = 1.0,
     ) -> Decision:
         entities = [EntityRef("order_id", m.group(), m.group()) for m in _ORDER_ID.finditer(text)]
-        entities += [EntityRef("product", p, p) for p in products]
+        entities += [EntityRef("product", p, p, product_score) for p in products]
         turn = Turn(
             message_id=f"m{len(self.turns) + 1}",
             conversation_id=self.state.conversation_id,
