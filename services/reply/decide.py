@@ -578,6 +578,26 @@ def requests_by_order(text: str, order_ids: Sequence[tuple[str, str]]) -> dict[s
     return found
 
 
+# A number meant as an order id but of the wrong length ("where is order 77301928"): it got the
+# list of orders with no word about the number
+_ORDER_WORD = re.compile(r"订单|单号|\border\b|#", re.IGNORECASE)
+_WRONG_LENGTH_NUMBER = re.compile(r"(?<![0-9])([0-9]{6,9}|[0-9]{11,20})(?![0-9])")
+
+
+def wrong_length_order_number(turn: Turn) -> str:
+    """The number the message seems to give as an order id when it is not 10 digits long ("" if
+    none): only with an order word, never a phone number (11 digits from 1) or another entity."""
+    if turn.values("order_id") or not _ORDER_WORD.search(turn.text):
+        return ""
+    taken = {e.text for e in turn.entities}
+    for m in _WRONG_LENGTH_NUMBER.finditer(turn.text):
+        number = m.group(1)
+        mobile = len(number) == 11 and number.startswith("1")
+        if not mobile and not any(number in t for t in taken):
+            return number
+    return ""
+
+
 def bare_acknowledgement(text: str) -> bool:
     """Agreeing ("好的", "嗯嗯", "ok"), with no request in it and no answer to a which-question."""
     return len(text.strip()) <= 6 and followups.yes_or_no(text) is True
@@ -1585,6 +1605,9 @@ class _Policy:
             if intent == "get_refund":
                 s.pending.reason = self.reason_in_request()
             d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
+            wrong = wrong_length_order_number(turn)
+            if wrong:
+                d = replace(d, text=tpl.advice("not_an_order_id", self.lang, number=wrong) + d.text)
         d.order_call = call
         return d
 

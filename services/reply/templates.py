@@ -858,6 +858,11 @@ ADVICE: dict[str, dict[str, str]] = {
         "zh": "{refund}将原路退回。",
         "en": "{refund} goes back to your original payment method.",
     },
+    # an order number of the wrong length ("77301928"), said before the list of orders
+    "not_an_order_id": {
+        "zh": "“{number}”不是订单号（订单号是10位数字）。",
+        "en": '"{number}" isn\'t an order number (they have 10 digits). ',
+    },
     # asked why an order was cancelled: the order system keeps no reason, so the two usual ones
     # are named and a person offered for the rest
     "cancel_reasons": {

@@ -1478,3 +1478,21 @@ def test_a_bare_kind_of_product_does_not_pick_the_order_of_an_arbitrary_product(
         "查一下我最近买的那个手机壳", "track_order", 0.9, products=("P10009",), product_score=0.15
     )
     assert d.action == "order" and "7730192846" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "said"),
+    [
+        ("where is order 77301928", "en", '"77301928" isn\'t an order number'),
+        ("我的订单号是123456789012345，帮我查一下", "zh", "“123456789012345”不是订单号"),
+    ],
+)
+def test_an_order_number_of_the_wrong_length_is_pointed_out(
+    text: str, language: str, said: str
+) -> None:
+    d = Chat(shop(), language=language).say(text, "track_order", 0.97)
+    assert d.action == "ask" and d.text.startswith(said), d.text
+    assert "7730192846" in d.text  # and the orders to choose from
+    # a mobile number is no order number
+    phone = Chat(shop(), language="zh").say("订单收货电话13912345678", "track_order", 0.9)
+    assert "不是订单号" not in phone.text
