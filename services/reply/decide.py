@@ -902,9 +902,10 @@ def numbered(labels: Sequence[str]) -> str:
 # -- the policy -----------------------------------------------------------------------------------
 class _Policy:
     def __init__(self, turn: Turn, state: DialogueState, deps: Deps) -> None:
+        self.why_cancelled = asks_why_cancelled(turn.text)  # read once, used in three places
         if asks_when_own_order_arrives(turn):
             turn = replace(turn, intent="track_order")  # rule 7 answers it with the tracking
-        elif asks_why_cancelled(turn.text) and not turn.escalate:
+        elif self.why_cancelled and not turn.escalate:
             # answered with the cancelled order's state (rule 7), among the cancelled orders
             turn = replace(turn, intent="track_order", confidence=max(turn.confidence, 0.9))
         self.turn = turn
@@ -1559,7 +1560,7 @@ class _Policy:
         now = self.deps.now()
         orders = list(call.response.orders)
         eligible = [o for o in orders if ELIGIBLE[intent](o, now)]
-        why_cancelled = intent == "track_order" and asks_why_cancelled(turn.text)
+        why_cancelled = intent == "track_order" and self.why_cancelled
         if why_cancelled:
             eligible = [o for o in orders if o.status == "cancelled"] or eligible
         s.pending = None
@@ -1857,9 +1858,7 @@ class _Policy:
                 order_id=oid,
                 items=items,
                 refund_text=cancelled_refund_text(order, lang),
-                why=tpl.advice("cancel_reasons", lang)
-                if asks_why_cancelled(self.turn.text)
-                else "",
+                why=tpl.advice("cancel_reasons", lang) if self.why_cancelled else "",
             )
         return self.say(
             "order", f"closed: {order.status}", "track_closed", order_id=oid, status=status

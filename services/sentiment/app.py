@@ -69,14 +69,14 @@ def build(settings: Settings) -> Stage:
         if layer is not None:
             assert model.tuned is not None
             states, fresh = states_for(
-                envs, _LazyEncoder(encoders), encoder_version, layer, model.tuned.hidden
+                envs, texts, _LazyEncoder(encoders), encoder_version, layer, model.tuned.hidden
             )
             return model.predict(None, texts, states), fresh
         reuse_all = all(e.nlu.encoder_version == encoder_version and e.nlu.embedding for e in envs)
         encoder = (
             _LazyEncoder(encoders) if not reuse_all else _DimOnly(len(envs[0].nlu.embedding) // 2)
         )
-        embeddings, fresh = embeddings_for(envs, encoder, encoder_version)
+        embeddings, fresh = embeddings_for(envs, texts, encoder, encoder_version)
         return model.predict(embeddings, texts), fresh
 
     @stage.app.agent(stage.source)

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from kefu.v1.events_pb2 import Envelope
-from services.runtime.script import to_simplified
 
 
 def carried_embedding(env: Envelope, encoder_version: str, dim: int) -> np.ndarray | None:
@@ -21,14 +20,15 @@ def carried_embedding(env: Envelope, encoder_version: str, dim: int) -> np.ndarr
 
 
 def embeddings_for(
-    envs: Sequence[Envelope], encoder: Any, encoder_version: str
+    envs: Sequence[Envelope], texts: Sequence[str], encoder: Any, encoder_version: str
 ) -> tuple[np.ndarray, int]:
-    """Embeddings for the batch; returns them and how many needed a fresh encoder pass."""
+    """Embeddings for the batch (``texts``: what the model reads of each envelope); returns
+    them and how many needed a fresh encoder pass."""
     dim = int(encoder.dim)
     rows: list[np.ndarray | None] = [carried_embedding(e, encoder_version, dim) for e in envs]
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        fresh = encoder.embed([to_simplified(envs[i].text) for i in missing], prefix="query: ")
+        fresh = encoder.embed([texts[i] for i in missing], prefix="query: ")
         for j, i in enumerate(missing):
             rows[i] = fresh[j]
     return np.vstack([r for r in rows if r is not None]).astype(np.float32), len(missing)
@@ -49,16 +49,19 @@ def carried_states(env: Envelope, encoder_version: str, layer: int, dim: int) ->
 
 
 def states_for(
-    envs: Sequence[Envelope], encoder: Any, encoder_version: str, layer: int, dim: int
+    envs: Sequence[Envelope],
+    texts: Sequence[str],
+    encoder: Any,
+    encoder_version: str,
+    layer: int,
+    dim: int,
 ) -> tuple[list[np.ndarray], int]:
     """Token states after ``layer`` layers for the batch (carried, or from one encoder pass for
     the rest); returns them and how many needed that pass."""
     rows = [carried_states(e, encoder_version, layer, dim) for e in envs]
     missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        _, fresh = encoder.embed_with_states(
-            [to_simplified(envs[i].text) for i in missing], layer, prefix="query: "
-        )
+        _, fresh = encoder.embed_with_states([texts[i] for i in missing], layer, prefix="query: ")
         for j, i in enumerate(missing):
             rows[i] = fresh[j]
     return [r for r in rows if r is not None], len(missing)

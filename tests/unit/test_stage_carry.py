@@ -72,7 +72,8 @@ def test_sentiment_recomputes_only_the_states_that_were_not_carried() -> None:
     carried = _nlu_envelope("carried", _states(5))
     long = _nlu_envelope("a long rant", _states(MAX_CARRIED_TOKENS + 1))
     encoder = RecordingEncoder()
-    states, fresh = states_for([carried, long], encoder, "enc-v", 8, DIM)
+    envs = [carried, long]
+    states, fresh = states_for(envs, [e.text for e in envs], encoder, "enc-v", 8, DIM)
     assert fresh == 1 and encoder.calls == [["a long rant"]]
     assert [s.shape for s in states] == [(5, DIM), (len("a long rant"), DIM)]
 
