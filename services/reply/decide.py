@@ -128,7 +128,14 @@ from services.reply import handoff as handoffs
 from services.reply import templates as tpl
 from services.reply.faq import FaqHit
 from services.reply.orders_client import OrderCallResult, OrderGateway
-from services.reply.state import DialogueState, Handoff, OrderChoice, PastTurn, Pending
+from services.reply.state import (
+    DialogueState,
+    Handoff,
+    NextRequest,
+    OrderChoice,
+    PastTurn,
+    Pending,
+)
 from services.runtime.mongo import ORDER_ID_IN_TEXT_RE
 from services.runtime.script import to_simplified
 
@@ -403,6 +410,11 @@ _RETURN_REASON = re.compile(
 # request. "you sent me the wrong item" was change_order and offered unshipped orders to change;
 # "快递到了但是屏幕碎了" was track_order. Missing items are not here: nothing to send back, and the
 # FAQ's answer (check for a second parcel, then ask for the rest) serves them.
+# what shoppers say of a faulty device, in Chinese
+_FAULT = (
+    r"没(?:有)?声音|不响|充不(?:进|上)电|开不了机|开不开机|不开机|不亮|失灵|没反应|连不上|"
+    r"坏了|不能用|用不了|不工作"
+)
 _RECEIVED_PROBLEM = re.compile(
     r"发错|错发|货不对|发来的(?:是|不是|东西|货)|收到的?.{0,10}(?:不对|不是我|坏了|坏的|破了|碎了|裂了|有(?:个|一个|几个)?洞)|"
     r"(?:屏幕|屏|外壳|盒子里的|东西|商品|宝贝|衣服|杯子|碗|盘子).{0,4}(?:碎了|裂了|坏了|破了)|"
@@ -413,13 +425,20 @@ _RECEIVED_PROBLEM = re.compile(
     r"\b(?:arrived|came|is|was|are|were|got it)\s+(?:\w+\s+)?(?:damaged|broken|cracked|shattered|"
     r"defective|faulty|torn|ripped|smashed|dented)\b|"
     r"\b(?:damaged|broken|cracked|shattered|defective|faulty)\s+(?:item|product|screen|box|package|parcel)\b|"
-    r"\b(?:has|had|with)\s+(?:a|some)\s+(?:hole|crack|tear)s?\b|\bstopped working\b",
+    r"\b(?:has|had|with)\s+(?:a|some)\s+(?:hole|crack|tear)s?\b|\bstopped working\b|"
+    # a fault of something bought: "买的耳机左耳没声音" was out of scope
+    r"(?:买的|收到的|到的|刚到的).{0,12}?(?:" + _FAULT + r")|"
+    r"\b(?:i )?(?:bought|got|ordered|received)\b.{0,40}?\b(?:no sound|won'?t (?:turn on|charge|power on)|"
+    r"does(?:n'?t| not) (?:turn on|charge|power on))\b",
     re.IGNORECASE,
 )
 # Said of a product the message names ("耳机坏了", "the headphones broke"); alone, "坏了" may be
 # the app or the website.
 _PRODUCT_BROKEN = re.compile(
-    r"坏了|坏掉了|碎了|裂了|破了|不能用了|用不了了|没法用了|\bbroke\b|\b(?:is|are)\s+broken\b|"
+    r"坏了|坏掉了|碎了|裂了|破了|不能用了|用不了了|没法用了|"
+    + _FAULT
+    + r"|\bbroke\b|\b(?:is|are)\s+broken\b|"
+    r"\bno sound\b|\b(?:won'?t|does(?:n'?t| not)) (?:turn on|charge|power on)\b|"
     r"\b(?:does|do)n'?t work\b|\b(?:is|are)n'?t working\b",
     re.IGNORECASE,
 )
@@ -451,7 +470,7 @@ _AFTER_SALES_AS_READ = frozenset(
 _NOT_SHIPPED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?发(?:货|出)|没发货|不发货|(?:什么时候|啥时候|几时|何时|多久)发货|"
     r"\bwhen (?:will|do|does|are) (?:you|it|they|my \w+) (?:be )?(?:ship|shipped|dispatched|sent)\b|"
-    r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
+    r"\b(?:has ?n[o']?t|have ?n[o']?t|not|never|still not)\s+(?:been\s+)?(?:shipped|sent|dispatched)\b",
     re.IGNORECASE,
 )
 # Asking to hurry the shipping is about the customer's own unshipped orders, whatever intent
@@ -464,8 +483,9 @@ _HURRY_SHIPPING = re.compile(
 _NOT_ARRIVED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|物流.{0,4}没(?:有)?(?:更新|动)|"
     r"\b(?:tracking|status) (?:has ?n[o']t|hasn't|not|never) (?:been )?(?:updated|changed|moved)\b|"
-    r"\b(?:has ?n[o']t|have ?n[o']t|not|never|still not)\s+(?:yet\s+)?(?:arrived|received|come|"
-    r"been delivered|got(?:ten)? it)\b",
+    r"\b(?:has ?n[o']?t|have ?n[o']?t|did ?n[o']?t|not|never|still not)\s+(?:yet\s+)?(?:arrived|"
+    r"arrive|received|receive|come|came|shown up|show up|turned up|been delivered|got(?:ten)? it)\b|"
+    r"\bnot here yet\b|\b(?:is|isn'?t|still) not here\b",
     re.IGNORECASE,
 )
 # Topics the FAQ answers better than an order flow: a price drop after buying (price
@@ -554,7 +574,14 @@ _CLAUSE_BREAK = re.compile(
 _CLAUSE_REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cancel_order", re.compile(r"取消|\bcancel", re.IGNORECASE)),
     ("change_shipping_address", re.compile(r"地址|\baddress", re.IGNORECASE)),
-    ("get_refund", re.compile(r"退货|退款|退钱|退掉|\breturn|\brefund", re.IGNORECASE)),
+    (
+        "get_refund",
+        # "我要退7728362781": 退 right before the id, or after 要 / 想 / 申请
+        re.compile(
+            r"退货|退款|退钱|退掉|(?:要|想|申请|帮我)退|退(?=\s*(?:订单|单号)?\s*[0-9])|\breturn|\brefund",
+            re.IGNORECASE,
+        ),
+    ),
     (
         "track_order",
         re.compile(
@@ -570,8 +597,10 @@ def requests_by_order(text: str, order_ids: Sequence[tuple[str, str]]) -> dict[s
     """Order id → the request its clause makes ("" when the clause names none); ``order_ids``
     are (id, as written in the message)."""
     found: dict[str, str] = {}
+    request = ""
     for clause in _CLAUSE_BREAK.split(text):
-        request = next((name for name, rx in _CLAUSE_REQUESTS if rx.search(clause)), "")
+        # a clause that names no request has the one before it: "取消A，还有B" cancels both
+        request = next((name for name, rx in _CLAUSE_REQUESTS if rx.search(clause)), request)
         for order_id, written in order_ids:
             if written and written in clause and order_id not in found:
                 found[order_id] = request
@@ -990,6 +1019,7 @@ class _Policy:
         # summarise before the pending request is dropped: the agent needs its order id
         d.handoff_summary = handoffs.summary(s, reason, self.turn.masked_text, self.lang)
         s.pending = None
+        s.next_requests = []
         s.handoff = Handoff(
             active=True,
             reason=reason,
@@ -1035,8 +1065,9 @@ class _Policy:
         if s.pending is not None:
             decision = await self.continue_pending(s.pending)
             if decision is not None:
-                return decision
+                return await self.then_next_request(decision)
             s.pending = None  # the customer moved on to something else
+        s.next_requests = []  # asked with a request the customer has now left
         picked = picked_intent(turn.text, clarified, self.lang)
         if picked:
             # "第一个" after "您是想：退货退款、下单、还是退款政策？" was greeted as a hello
@@ -1157,7 +1188,7 @@ class _Policy:
         if turn.intent in ORDER_INTENTS:
             distinct = list(dict.fromkeys(order_ids))
             if len(distinct) > 1:
-                mixed = await self.change_and_lookups(distinct)
+                mixed = await self.several_requests(distinct)
                 if mixed is not None:
                     return mixed
             if len(distinct) > 1 and turn.intent in LOOKUP_INTENTS:
@@ -1359,8 +1390,9 @@ class _Policy:
         self.state.pending = None
         if not pending.order_id:
             return self.say("answer", f"customer dropped {pending.intent}", "dropped")
+        template = "kept_going_on" if self.state.next_requests else "kept"
         return self.say(
-            "answer", f"customer declined ({pending.intent})", "kept", order_id=pending.order_id
+            "answer", f"customer declined ({pending.intent})", template, order_id=pending.order_id
         )
 
     async def continue_pending(self, p: Pending) -> Decision | None:
@@ -1687,28 +1719,71 @@ class _Policy:
             d.order_call = call
         return d
 
-    async def change_and_lookups(self, order_ids: list[str]) -> Decision | None:
-        """One order to change and others to look up in one message ("取消订单A，另外B到哪了"):
-        the look-ups are answered first, then the change goes on (its confirmation last, so
-        "确认" answers it). None when the clauses do not ask that (the usual rules apply)."""
+    async def several_requests(self, order_ids: list[str]) -> Decision | None:
+        """Requests about several orders in one message: "取消订单A，另外B到哪了", "cancel A and
+        return B". The look-ups are answered first, then the changes one at a time, in the order
+        asked (each confirmation last, so "确认" answers it). None when the clauses do not ask
+        that (the usual rules apply)."""
         turn = self.turn
         written = {e.value: e.text for e in turn.entities if e.type == "order_id"}
         requests = requests_by_order(turn.text, [(o, written.get(o, o)) for o in order_ids])
-        changes = [(o, r) for o, r in requests.items() if r in WRITE_REQUESTS]
+        changes = [NextRequest(r, o) for o, r in requests.items() if r in WRITE_REQUESTS]
         lookups = [o for o, r in requests.items() if r == "track_order"]
-        if not changes or not lookups:
+        if not changes:
             return None
-        # the model's reading breaks a tie: "cancel A and return B" is read as one of them
-        order_id, intent = next(((o, r) for o, r in changes if r == turn.intent), changes[0])
-        looked = await self.serve_each("track_order", lookups[: MAX_ORDERS_PER_TURN - 1])
-        if looked.action != "order":
-            return looked  # the order system is busy: said once, nothing changed
-        change = await self.serve(intent, order_id)
+        if not lookups and len(changes) == 1:
+            # "7730192857这个没问题，7730192812帮我取消": the order whose clause asks the change
+            return await self.serve(changes[0].intent, changes[0].order_id)
+        texts: list[str] = []
+        if lookups:
+            looked = await self.serve_each("track_order", lookups[: MAX_ORDERS_PER_TURN - 1])
+            if looked.action != "order":
+                return looked  # the order system is busy: said once, nothing changed
+            texts.append(looked.text)
+        if len(changes) > 1:
+            texts.append(
+                tpl.render(
+                    "requests_in_turn",
+                    self.lang,
+                    {
+                        "first": self.change_words(changes[0]),
+                        "then": tpl.join_list(
+                            [self.change_words(c) for c in changes[1:]], self.lang
+                        ),
+                    },
+                    self.state.rotation,
+                )
+            )
+        first = changes[0]
+        self.state.next_requests = changes[1:]
+        change = await self.then_next_request(await self.serve(first.intent, first.order_id))
         return replace(
             change,
-            reason=f"{change.reason}; track_order for {len(lookups)} other order(s) named",
-            text=f"{looked.text}\n{change.text}",
+            reason=f"{change.reason}; {len(requests)} orders named, each with its own request",
+            text="\n".join([*texts, change.text]),
         )
+
+    def change_words(self, request: NextRequest) -> str:
+        return tpl.advice(f"do_{request.intent}", self.lang, order_id=request.order_id)
+
+    async def then_next_request(self, done: Decision) -> Decision:
+        """Once the pending request is settled (done, declined or refused), the next change the
+        customer asked for in the same message goes on in the same reply."""
+        s = self.state
+        while s.pending is None and s.next_requests and not s.handoff.active:
+            if done.action not in ("order", "answer"):
+                break  # the order system failed: the customer hears that first
+            nxt = s.next_requests.pop(0)
+            d = await self.serve(nxt.intent, nxt.order_id)
+            done = replace(
+                d,
+                reason=f"{done.reason}; then {nxt.intent} asked in the same message: {d.reason}",
+                text=f"{done.text}\n{d.text}",
+                order_call=d.order_call or done.order_call,
+            )
+        if s.handoff.active or done.action not in ("order", "answer", "ask"):
+            s.next_requests = []
+        return done
 
     async def serve_each(self, intent: str, order_ids: list[str]) -> Decision:
         """A look-up for several orders named at once ("7730192846和7730192879到哪了"): one answer

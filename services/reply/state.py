@@ -64,6 +64,15 @@ class Pending:
 
 
 @dataclass
+class NextRequest:
+    """A change the customer asked for in the same message as the pending one ("cancel A and
+    return B"): served once the pending request is settled."""
+
+    intent: str
+    order_id: str
+
+
+@dataclass
 class Handoff:
     active: bool = False
     reason: str = ""
@@ -99,6 +108,7 @@ class DialogueState:
     # the intents the last turn's clarify offered, so "第一个" / "the 2nd" can pick one
     clarify_intents: list[str] = field(default_factory=list)
     pending: Pending | None = None
+    next_requests: list[NextRequest] = field(default_factory=list)
     low_confidence_streak: int = 0
     negative_streak: int = 0
     negative_scores: list[float] = field(default_factory=list)  # last turns, oldest first
@@ -137,6 +147,9 @@ class DialogueState:
             offered_intent=doc.get("offered_intent", ""),
             clarify_intents=[str(x) for x in doc.get("clarify_intents", [])],
             pending=_pending_from(pending) if pending else None,
+            next_requests=[
+                NextRequest(**_known(NextRequest, r)) for r in doc.get("next_requests", [])
+            ],
             low_confidence_streak=int(doc.get("low_confidence_streak", 0)),
             negative_streak=int(doc.get("negative_streak", 0)),
             negative_scores=[float(x) for x in doc.get("negative_scores", [])],
@@ -161,6 +174,8 @@ class DialogueState:
                 out["choices"] = ",".join(c.order_id for c in self.pending.choices)
         elif self.last_order_id:
             out["order_id"] = self.last_order_id
+        if self.next_requests:
+            out["next_requests"] = ",".join(f"{r.intent}:{r.order_id}" for r in self.next_requests)
         if self.low_confidence_streak:
             out["low_confidence_streak"] = str(self.low_confidence_streak)
         if self.negative_streak:

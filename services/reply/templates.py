@@ -350,6 +350,16 @@ TEMPLATES: dict[str, T] = {
             "No problem, I've dropped that request. Anything else?",
         ),
     },
+    "requests_in_turn": {
+        "zh": (
+            "好的，我依次处理：先{first}，再{then}。",
+            "收到，一件一件来：先{first}，然后{then}。",
+        ),
+        "en": (
+            "Sure, one at a time: first I'll {first}, then {then}.",
+            "Got it. Let's take them in turn: first I'll {first}, then {then}.",
+        ),
+    },
     "kept": {
         "zh": (
             "好的，订单{order_id}保持不变。还有其他需要吗？",
@@ -357,6 +367,14 @@ TEMPLATES: dict[str, T] = {
         ),
         "en": (
             "OK, I've left order {order_id} as it is. Anything else?",
+            "Understood, no changes to order {order_id}.",
+        ),
+    },
+    # "kept" when the customer asked for another change in the same message: that one follows
+    "kept_going_on": {
+        "zh": ("好的，订单{order_id}保持不变。", "明白，订单{order_id}不做修改。"),
+        "en": (
+            "OK, I've left order {order_id} as it is.",
             "Understood, no changes to order {order_id}.",
         ),
     },
@@ -899,6 +917,16 @@ ADVICE: dict[str, dict[str, str]] = {
         "en": "It was paid more than 24 hours ago, so a fee of {fee} applies (5% of the total, at most ¥20) and {refund} is refunded.",
     },
     "all_items": {"zh": "全部商品", "en": "all items"},
+    # what "requests_in_turn" says of each change asked for in one message
+    "do_cancel_order": {"zh": "取消订单{order_id}", "en": "cancel order {order_id}"},
+    "do_get_refund": {
+        "zh": "办理订单{order_id}的退货",
+        "en": "help you return items of order {order_id}",
+    },
+    "do_change_shipping_address": {
+        "zh": "修改订单{order_id}的收货地址",
+        "en": "change the address of order {order_id}",
+    },
     "list_sep": {"zh": "、", "en": ", "},
     "or_sep": {"zh": "、还是", "en": ", or "},
 }

@@ -1099,9 +1099,14 @@ def test_several_orders_named_for_a_look_up_are_each_answered() -> None:
     d = chat.say("7730192846和7730192857这两个单子到哪了", "track_order")
     assert d.action == "order" and "7730192846" in d.text and "7730192857" in d.text
     assert d.text.index("7730192846") < d.text.index("7730192857")
-    # a change is still one order at a time: the first named
-    d = Chat(shop()).say("cancel 7730192812 and 7730192846", "cancel_order")
-    assert d.action == "ask" and "7730192812" in d.text and "7730192846" not in d.text
+    # a change is one order at a time, in the order named: the confirmation is for the first
+    chat = Chat(shop())
+    d = chat.say("cancel 7730192812 and 7730192846", "cancel_order")
+    plan, confirm = d.text.split("\n")
+    assert d.action == "ask" and "7730192812" in confirm and "7730192846" not in confirm
+    assert "7730192846" in plan
+    d = chat.say("yes", "greeting", 0.5)  # done; the second one has shipped
+    assert d.template_id == "cancel_refused" and "7730192846" in d.text, d.text
 
 
 def test_a_product_named_by_several_orders_lists_only_those() -> None:
@@ -1348,6 +1353,95 @@ def test_a_change_and_a_look_up_of_two_orders_in_one_message_are_both_served(
     assert "7730192812" in confirm and "7730192846" not in confirm
     done = chat.say("确认" if language == "zh" else "yes", "greeting", 0.4)
     assert done.template_id == "cancelled" and "7730192812" in done.text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_two_changes_in_one_message_are_served_one_after_the_other(language: str) -> None:
+    chat = Chat(shop(), language=language)
+    text = (
+        "订单7730192812帮我取消，另外7730192857我要退货"
+        if language == "zh"
+        else "please cancel 7730192812 and I also want to return 7730192857"
+    )
+    first = chat.say(text, "cancel_order", 0.95)
+    # both requests are named, the cancellation's confirmation comes last
+    assert first.template_id == "ask_cancel_confirm", first.text
+    plan, confirm = first.text.split("\n", 1)
+    assert "7730192812" in plan and "7730192857" in plan and "7730192857" not in confirm
+    assert chat.state.slots()["next_requests"] == "get_refund:7730192857"
+    done = chat.say("确认" if language == "zh" else "yes", "greeting", 0.4)
+    # cancelled, then the return of the two-line order asks which items
+    assert done.template_id == "ask_return_items" and "7730192857" in done.text, done.text
+    assert "7730192812" in done.text.split("\n")[0]
+    assert chat.state.pending is not None and chat.state.pending.order_id == "7730192857"
+    assert chat.state.next_requests == []
+
+
+def test_a_refused_change_goes_straight_on_to_the_next_one() -> None:
+    chat = Chat(shop())
+    d = chat.say("cancel 7730192846 and return 7730192857", "cancel_order", 0.95)
+    # the shipped order cannot be cancelled: said, and the return starts in the same reply
+    assert d.template_id == "ask_return_items", d.text
+    assert "can't be cancelled" in d.text or "cannot be cancelled" in d.text, d.text
+
+
+def test_a_declined_change_still_leaves_the_next_one() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("取消7730192812，另外7730192857要退货", "cancel_order", 0.9)
+    kept = chat.say("算了不取消了", "cancel_order", 0.6)
+    assert kept.template_id == "ask_return_items" and "7730192812" in kept.text, kept.text
+
+
+def test_moving_on_drops_the_changes_asked_with_the_pending_one() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("退掉7730192857，顺便把7730192812取消", "get_refund", 0.9)
+    assert chat.state.next_requests and chat.state.pending is not None
+    # a new question instead of an answer: the pending return and the cancellation both go
+    chat.say("我的退款到哪了", "track_refund", 0.97)
+    assert chat.state.next_requests == []
+
+
+def test_the_change_goes_to_the_order_whose_clause_asks_it() -> None:
+    d = Chat(shop(), language="zh").say("7730192857这个没问题，7730192812帮我取消", "cancel_order")
+    assert d.template_id == "ask_cancel_confirm" and "7730192812" in d.text, d.text
+
+
+def test_a_clause_without_a_request_word_has_the_one_before_it() -> None:
+    ids = [("7730192857", "7730192857"), ("7730192812", "7730192812")]
+    assert requests_by_order("我要退7730192857，还有7730192812也帮我取消掉", ids) == {
+        "7730192857": "get_refund",
+        "7730192812": "cancel_order",
+    }
+    assert requests_by_order("取消7730192857，还有7730192812", ids) == {
+        "7730192857": "cancel_order",
+        "7730192812": "cancel_order",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("买的耳机左耳没声音", "zh"),
+        ("收到的充电宝充不进电", "zh"),
+        ("the headphones i bought have no sound", "en"),
+        ("I got the earbuds yesterday and they won't charge", "en"),
+    ],
+)
+def test_a_fault_of_something_bought_starts_after_sales(text: str, language: str) -> None:
+    # "买的耳机左耳没声音" was read as out of scope and told "I can't help with that"
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.72)
+    # a return of the order with that product (the earbuds' is not shipped yet, so it says so),
+    # or of the delivered one when no product is named
+    assert d.action in ("ask", "order") and ("7730192857" in d.text or "7730192812" in d.text)
+    assert "return" in d.reason or "get_refund" in d.reason, d.reason
+
+
+@pytest.mark.parametrize(
+    "text", ["my order hasnt come yet", "it still didnt arrive", "my parcel is not here yet"]
+)
+def test_not_arrived_without_apostrophes_offers_only_orders_on_their_way(text: str) -> None:
+    d = Chat(shop()).say(text, "track_order", 0.99)
+    assert d.action == "ask" and "7730192857" not in d.text, d.text
 
 
 def test_clauses_give_each_order_its_request() -> None:
