@@ -141,6 +141,11 @@ def _step(where: str, raw: Any) -> Step:
             raise ScriptError(f"{where}: outage must be 'start' or 'end'")
         return Step("outage", str(raw["outage"]))
     text = raw.get("say")
+    if isinstance(text, (int, float, bool)):
+        # YAML reads say: 13912345678 as a number and say: yes as true
+        raise ScriptError(
+            f"{where}: YAML read 'say' as the {type(text).__name__} {text!r}: quote the message"
+        )
     if not isinstance(text, str) or not text.strip():
         raise ScriptError(f"{where}: 'say' must be the customer's message")
     expect = raw.get("expect")

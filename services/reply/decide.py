@@ -565,6 +565,33 @@ _ABANDON = re.compile(
 _NEGATION = re.compile(r"不|别|没|\b(?:don'?t|do not|not|no|never)\b", re.IGNORECASE)
 
 
+# Changing the recipient's phone or name on an order ("我想改一下订单上的收货人电话", "i need to
+# update the phone number on my order", read as edit_account and sent to the profile settings):
+# an address change whose answer is a phone number
+_CONTACT_WORD = re.compile(
+    r"收货人|收件人|联系人|电话|手机号|联系方式|\bphone\b|\bmobile\b|\bcontact (?:number|details)\b|"
+    r"\brecipient\b",
+    re.IGNORECASE,
+)
+_ORDER_CONTEXT = re.compile(
+    r"订单|收货|收件|快递|包裹|\border\b|\bdelivery\b|\bparcel\b|\bpackage\b|\bshipment\b|"
+    r"\bshipping\b",
+    re.IGNORECASE,
+)
+_CONTACT_CHANGE_AS_READ = frozenset(
+    {"edit_account", "change_order", "change_shipping_address", "out_of_scope"}
+)
+_CHANGE_WORD = re.compile(
+    r"改|换|更新|错|\bchange|\bupdate|\bwrong\b|\bedit\b|\bcorrect|\bfix\b", re.IGNORECASE
+)
+
+
+def asks_contact_change(text: str) -> bool:
+    return bool(
+        _CONTACT_WORD.search(text) and _ORDER_CONTEXT.search(text) and _CHANGE_WORD.search(text)
+    )
+
+
 # Two requests about two orders in one message ("取消订单A，另外B到哪了", "where is A and please
 # cancel B"): each order id belongs to the request of its own clause
 _CLAUSE_BREAK = re.compile(
@@ -950,6 +977,9 @@ class _Policy:
         self.given_address: dict[str, str] = {}
         # the return reason stated before the bot asked which order ("you sent me the wrong item")
         self.given_reason = ""
+        # the recipient's phone asked to change, in this turn or when the order was asked for
+        self.contact_change = asks_contact_change(turn.text)
+        self.given_contact: dict[str, str] | None = None
 
     # building replies
     def say(self, action: str, reason: str, template_id: str, **slots: Any) -> Decision:
@@ -1157,6 +1187,14 @@ class _Policy:
         if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")
+        if self.contact_change and (
+            turn.intent in _CONTACT_CHANGE_AS_READ or turn.out_of_scope or not turn.confident
+        ):
+            # "i need to update the phone number on my order" (edit_account 0.59) was sent to the
+            # profile settings: the order's recipient is changed like its address
+            if turn.values("order_id"):
+                return await self.serve("change_shipping_address", turn.values("order_id")[0])
+            return await self.ask_which_order("change_shipping_address")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -1419,9 +1457,14 @@ class _Policy:
                 p.address = address  # kept until the customer says which order
             if pick is None and len(p.choices) == 1 and followups.yes_or_no(turn.text) is True:
                 pick = p.choices[0]  # "ok" to a list of one: that one
+            if p.contact and address is None and (contact := self.contact_in_turn()):
+                self.given_contact = contact
+                if pick is None and len(p.choices) == 1:
+                    pick = p.choices[0]  # the new phone sent to a list of one: that order
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
+                self.contact_change = self.contact_change or p.contact
                 return await self.serve(p.intent, order_id)
             if address is not None:
                 return self.offer_orders(p.choices, "new address noted: asking which order")
@@ -1482,10 +1525,14 @@ class _Policy:
                     order_id=p.order_id,
                     address=followups.address_text(address),
                 )
+            contact = self.contact_in_turn()
+            if contact is not None and (p.contact or _CONTACT_WORD.search(turn.text)):
+                return self.confirm_contact(p, contact)
             if self.switching(p):
                 return None
+            template = "ask_contact_again" if p.contact else "ask_address_again"
             return self.low_confidence(
-                lambda: self.say("ask", "no address in the message", "ask_address_again")
+                lambda: self.say("ask", "no address in the message", template)
             )
         if p.awaiting == "return_items":
             if abandoned_for_another(turn.text):
@@ -1542,6 +1589,27 @@ class _Policy:
                 return await self.serve(p.intent, p.order_id)
             return await self.ask_which_order(p.intent)
         return None  # an unknown awaiting value (older state): start afresh
+
+    def contact_in_turn(self) -> dict[str, str] | None:
+        """A new recipient phone in this message (its order ids left out)."""
+        text = self.turn.text
+        for order_id in self.turn.values("order_id"):
+            text = text.replace(order_id, " ")
+        return followups.parse_contact(text)
+
+    def confirm_contact(self, p: Pending, contact: dict[str, str]) -> Decision:
+        """A new phone (and name) alone: the current address with the new recipient."""
+        p.address = {**p.current, **contact}
+        shown = " ".join(x for x in (p.address.get("name"), contact["phone"]) if x)
+        p.address["display"] = shown
+        p.awaiting = "confirm"
+        return self.say(
+            "ask",
+            "new recipient phone read: confirming",
+            "ask_contact_confirm",
+            order_id=p.order_id,
+            contact=shown,
+        )
 
     def address_in_turn(self) -> dict[str, str] | None:
         """A new address in this message (order ids taken out: they are not house numbers)."""
@@ -1635,6 +1703,7 @@ class _Policy:
             s.pending = Pending(intent, "order_choice", choices=choices)
             if intent == "change_shipping_address":
                 s.pending.address = self.address_in_turn() or {}
+                s.pending.contact = self.contact_change
             if intent == "get_refund":
                 s.pending.reason = self.reason_in_request()
             d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
@@ -1869,11 +1938,16 @@ class _Policy:
                 "address",
                 order_id=oid,
                 address={"name": a.name, "phone": a.phone, "country": a.country},
+                contact=self.contact_change,
+                current={f.name: v for f, v in a.ListFields() if isinstance(v, str)},
             )
             s.pending = pending
             # the address may already be in this message ("change 7730192846's address to ...")
             # or in one before the order was chosen
             inline = self.address_in_turn() or self.given_address or None
+            contact = self.given_contact or (self.contact_in_turn() if pending.contact else None)
+            if inline is None and contact is not None:
+                return self.confirm_contact(pending, contact)
             if inline is not None:
                 pending.address.update(inline)
                 pending.awaiting = "confirm"
@@ -1885,6 +1959,14 @@ class _Policy:
                     address=followups.address_text(inline),
                 )
             current = ", ".join(x for x in (a.line1, a.city) if x) or "-"
+            if pending.contact:
+                return self.say(
+                    "ask",
+                    "asking for the recipient's new phone",
+                    "ask_contact",
+                    order_id=oid,
+                    current=" ".join(x for x in (a.name, a.phone) if x) or "-",
+                )
             return self.say(
                 "ask", "asking for the new address", "ask_address", order_id=oid, current=current
             )
@@ -2108,10 +2190,11 @@ class _Policy:
                 return self.order_error(call, p.intent)
             self.succeeded()
             s.pending = None
+            same_place = bool(p.current) and p.address.get("line1") == p.current.get("line1")
             d = self.say(
                 "order",
                 "address changed after confirmation",
-                "address_changed",
+                "contact_changed" if same_place else "address_changed",
                 order_id=p.order_id,
                 address=followups.address_text(p.address),
             )

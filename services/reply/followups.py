@@ -522,6 +522,24 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
     return address
 
 
+_ANY_PHONE = re.compile(r"(?<![\d+])\+?\d[\d\s()-]{6,16}\d(?!\d)")
+_EN_NAME = re.compile(r"\b(?:name|recipient)\s*(?:is|to|:)?\s*([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
+
+
+def parse_contact(text: str) -> dict[str, str] | None:
+    """A new recipient phone (and name, when labelled) from a message that is no address: "改成
+    13912345678", "new number is +44 7700 900123"; None when it has no phone number."""
+    m = _CN_MOBILE.search(text) or _ANY_PHONE.search(text)
+    if m is None or sum(ch.isdigit() for ch in m.group(0)) < 7:
+        return None
+    contact = {"phone": re.sub(r"[\s()-]", "", m.group(0))}
+    n = _ZH_LABELLED_NAME.search(text) or _EN_NAME.search(text)
+    # "收货人电话写错了" labels no name
+    if n and not re.search(r"电话|手机|号|改|错|换|的|number|phone", n.group(1), re.IGNORECASE):
+        contact["name"] = n.group(1)
+    return contact
+
+
 def address_text(address: dict[str, str]) -> str:
     """How an address is read back to the customer: as they wrote it."""
     return address.get("display") or ", ".join(

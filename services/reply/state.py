@@ -61,6 +61,10 @@ class Pending:
     items: list[OrderChoice] = field(default_factory=list)  # order lines offered for a return
     product_ids: list[str] = field(default_factory=list)  # lines chosen for a return
     reason: str = ""
+    # an address change asked for the recipient's phone or name ("改一下收货人电话"): a new phone
+    # alone is the answer, the rest of the current address (``current``) is kept
+    contact: bool = False
+    current: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

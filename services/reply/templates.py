@@ -398,6 +398,36 @@ TEMPLATES: dict[str, T] = {
             "Sure. Where should order {order_id} go instead? Current address: {current}.",
         ),
     },
+    "ask_contact": {
+        "zh": (
+            "请发送订单{order_id}新的收货人电话（地址也要改的话，直接发完整新地址）。当前收货人：{current}。",
+            "好的，订单{order_id}的收货电话要改成多少？当前是：{current}。",
+        ),
+        "en": (
+            "Please send the new phone number for order {order_id} (or the whole new address if that changes too). Current recipient: {current}.",
+            "Sure. What's the new phone number for order {order_id}? It's currently {current}.",
+        ),
+    },
+    "ask_contact_again": {
+        "zh": (
+            "没能识别出电话号码，请直接发新的手机号，例如“13912345678”。",
+            "请发新的收货人手机号（11位）。",
+        ),
+        "en": (
+            "I couldn't find a phone number in that. Please send the new number, e.g. +86 139 1234 5678.",
+            "Please send just the new phone number for the delivery.",
+        ),
+    },
+    "ask_contact_confirm": {
+        "zh": (
+            "确认把订单{order_id}的收货人信息改为：{contact}？地址不变。",
+            "订单{order_id}的收货电话改为{contact}，地址不变，确认吗？",
+        ),
+        "en": (
+            "Change the recipient details of order {order_id} to {contact}? The address stays the same.",
+            "New contact for order {order_id}: {contact}, same address. Shall I update it?",
+        ),
+    },
     "ask_address_again": {
         "zh": (
             "没能识别出地址，请发送完整地址，例如“上海市浦东新区世纪大道100号”。",
@@ -416,6 +446,16 @@ TEMPLATES: dict[str, T] = {
         "en": (
             "Change the shipping address of order {order_id} to: {address}?",
             "New address: {address}. Shall I update order {order_id}?",
+        ),
+    },
+    "contact_changed": {
+        "zh": (
+            "已将订单{order_id}的收货人信息改为：{address}，收货地址不变。",
+            "修改好了，订单{order_id}的收货电话现在是{address}，地址不变。",
+        ),
+        "en": (
+            "Done: the recipient of order {order_id} is now {address}; the address is unchanged.",
+            "Updated. Order {order_id} now has {address} as its contact, same address.",
         ),
     },
     "address_changed": {

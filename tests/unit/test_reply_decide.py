@@ -409,6 +409,38 @@ def test_a_shipped_order_cannot_be_cancelled_and_no_confirmation_is_asked() -> N
 
 
 # -- change address -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("first", "intent", "phone", "language"),
+    [
+        ("我想改一下订单上的收货人电话", "change_shipping_address", "13912345678", "zh"),
+        ("i need to update the phone number on my order", "edit_account", "+44 7700 900123", "en"),
+    ],
+)
+def test_the_recipients_phone_alone_is_changed_and_the_address_kept(
+    first: str, intent: str, phone: str, language: str
+) -> None:
+    # the English one was read as edit_account and sent to the profile settings
+    orders = shop()
+    chat = Chat(orders, language=language)
+    ask = chat.say(first, intent, 0.6)
+    assert ask.action == "ask" and "7730192812" in ask.text  # the one open order
+    # the new number sent to that list of one order: that order, and confirming
+    confirm = chat.say(phone, "out_of_scope", 0.6)
+    assert confirm.template_id == "ask_contact_confirm", confirm.text
+    done = chat.say("确认" if language == "zh" else "yes", "greeting", 0.5)
+    assert done.template_id == "contact_changed", done.text
+    sent = orders.last_request["address"]
+    assert sent.phone == phone.replace(" ", "") and sent.name == "王小明"
+    assert sent.line1 == "旧地址1号" and sent.city == "上海市"  # the address is kept
+
+
+def test_a_new_phone_in_the_request_itself_goes_straight_to_the_confirmation() -> None:
+    chat = Chat(shop(), language="zh")
+    d = chat.say("订单7730192812的收货人电话写错了，改成13711112222", "change_shipping_address")
+    assert d.template_id == "ask_contact_confirm" and "13711112222" in d.text, d.text
+    assert "电话写错" not in d.text  # no name taken from "收货人电话写错了"
+
+
 def test_change_address_collects_confirms_then_changes() -> None:
     orders = shop()
     chat = Chat(orders, language="zh")

@@ -10,6 +10,7 @@ from services.reply.followups import (
     address_text,
     ordinal,
     parse_address,
+    parse_contact,
     pick_choice,
     pick_items,
     yes_or_no,
@@ -265,3 +266,20 @@ def test_the_recipient_and_phone_in_a_chinese_address_are_their_own_fields(
 @pytest.mark.parametrize("text", ["hello there", "yes", "我要改地址", "what is my address?"])
 def test_not_an_address(text: str) -> None:
     assert parse_address(text, "en") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("改成13711112222", {"phone": "13711112222"}),
+        ("收货人：李雷 13912345678", {"phone": "13912345678", "name": "李雷"}),
+        ("new number is +44 7700 900123", {"phone": "+447700900123"}),
+        ("收货人电话写错了 13711112222", {"phone": "13711112222"}),
+        ("my number changed", None),
+        ("改成1391234", None),  # too short for a phone number
+    ],
+)
+def test_a_new_recipient_phone_is_read_from_a_message(
+    text: str, expected: dict[str, str] | None
+) -> None:
+    assert parse_contact(text) == expected
