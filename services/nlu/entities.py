@@ -256,6 +256,20 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+def _mention_span(
+    spans: Sequence[tuple[str, int, int]], head: str, words: set[str]
+) -> tuple[int, int]:
+    """Where the product is written: the run of its name words (and short joining words)
+    around the head noun, e.g. "bamboo cutting board" rather than "board"."""
+    i = next(k for k, (stem, _, _) in enumerate(spans) if stem == head)
+    lo = hi = i
+    while lo > 0 and spans[lo - 1][0] in words:
+        lo -= 1
+    while hi + 1 < len(spans) and spans[hi + 1][0] in words:
+        hi += 1
+    return spans[lo][1], spans[hi][2]
+
+
 @dataclass
 class ProductMatcher:
     """Matches product mentions in both languages against the catalog.
@@ -295,16 +309,15 @@ class ProductMatcher:
     def find(self, text: str, limit: int = 3) -> list[Entity]:
         scored: dict[str, Entity] = {}
         lower = text.lower()
-        tokens = [_stem(w) for w in _EN_WORD.findall(lower) if len(w) > 1]
-        token_set = set(tokens)
+        spans = [(_stem(m.group(0)), m.start(), m.end()) for m in _EN_WORD.finditer(lower)]
+        spans = [s for s in spans if s[2] - s[1] > 1]
+        token_set = {stem for stem, _, _ in spans}
         for pid, words, head in self._en:
             if head not in token_set:
                 continue
             share = sum(1 for w in words if w in token_set) / len(words)
-            idx = lower.find(head[:4])
-            ent = Entity(
-                "product", head, max(idx, 0), max(idx, 0) + len(head), pid, score=round(share, 3)
-            )
+            start, end = _mention_span(spans, head, set(words))
+            ent = Entity("product", text[start:end], start, end, pid, score=round(share, 3))
             if pid not in scored or scored[pid].score < ent.score:
                 scored[pid] = ent
         for pid, keys in self._zh:
@@ -312,7 +325,19 @@ class ProductMatcher:
                 idx = text.find(key)
                 if idx >= 0:
                     score = min(1.0, len(key) / max(2, len(keys[0])))
-                    ent = Entity("product", key, idx, idx + len(key), pid, score=round(score, 3))
+                    # the span reaches back over the name's earlier characters written before
+                    # the head noun: "竹制砧板" in the message, not only "砧板"
+                    start, before = idx, keys[0][: max(keys[0].rfind(key), 0)]
+                    while before and start > 0 and text[start - 1] == before[-1]:
+                        start, before = start - 1, before[:-1]
+                    ent = Entity(
+                        "product",
+                        text[start : idx + len(key)],
+                        start,
+                        idx + len(key),
+                        pid,
+                        score=round(score, 3),
+                    )
                     if pid not in scored or scored[pid].score < ent.score:
                         scored[pid] = ent
                     break

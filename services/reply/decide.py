@@ -325,6 +325,19 @@ _WHY_CANCELLED = re.compile(
 )
 
 
+# "退货进度怎么查" (check_refund_policy 0.53) got the return policy: it asks where a return is
+_RETURN_PROGRESS = re.compile(
+    r"(?:退货|退款|售后|退换货|退的钱)(?:的)?(?:进度|进展|状态|处理到哪|到哪一步|到哪了)|"
+    r"\b(?:return|refund)s?\b.{0,20}\b(?:status|progress)\b|"
+    r"\b(?:status|progress) (?:of|on) (?:my |the )?(?:return|refund)s?\b",
+    re.IGNORECASE,
+)
+
+
+def asks_return_progress(text: str) -> bool:
+    return bool(_RETURN_PROGRESS.search(text))
+
+
 def asks_why_cancelled(text: str) -> bool:
     """The message asks about an order that was cancelled (why, who), not to cancel one."""
     return bool(_WHY_CANCELLED.search(text))
@@ -961,6 +974,9 @@ class _Policy:
         self.why_cancelled = asks_why_cancelled(turn.text)  # read once, used in three places
         if asks_when_own_order_arrives(turn):
             turn = replace(turn, intent="track_order")  # rule 7 answers it with the tracking
+        elif asks_return_progress(turn.text) and turn.intent != "track_refund":
+            # answered with the customer's returns and refunds (rule 7)
+            turn = replace(turn, intent="track_refund", confidence=max(turn.confidence, 0.9))
         elif self.why_cancelled and not turn.escalate:
             # answered with the cancelled order's state (rule 7), among the cancelled orders
             turn = replace(turn, intent="track_order", confidence=max(turn.confidence, 0.9))
@@ -1235,7 +1251,13 @@ class _Policy:
                 return await self.serve(turn.intent, order_ids[0])
             if recent:  # "ok, cancel it" / "那帮我取消吧" right after looking an order up
                 return await self.serve(turn.intent, recent)
-            if not refers_to_own(turn.text) and not _BARE_REQUEST.fullmatch(turn.text.strip()):
+            if (
+                not refers_to_own(turn.text)
+                and not _BARE_REQUEST.fullmatch(turn.text.strip())
+                # "please cancel the knife set order": a product named with an order request is
+                # the customer's own order, not a question in general
+                and not turn.values("product")
+            ):
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
                     return self.faq_answer(hit, f"{turn.intent} asked in general")

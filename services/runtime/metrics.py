@@ -64,8 +64,9 @@ REPLIES = Counter("kefu_replies_total", "Reply actions taken", ["action", "langu
 HANDOFFS = Counter("kefu_handoffs_total", "Conversations handed to a person", ["reason"])
 FAQ_QUERY_VECTORS = Counter(
     "kefu_faq_query_vectors_total",
-    "FAQ searches by where the message's vector came from: carried (nlu's) or computed (encoder "
-    "run again in reply: another encoder version, or the embedding was missing)",
+    "FAQ searches by where the message's vector came from: carried (nlu's), computed (encoder "
+    "run again in reply: another encoder version, order ids left out, or the embedding was "
+    "missing) or product_as_item (a second search with the products named written as 'this item')",
     ["source"],
 )
 RECOMMENDATIONS = Counter(

@@ -1622,3 +1622,22 @@ def test_an_order_number_of_the_wrong_length_is_pointed_out(
     # a mobile number is no order number
     phone = Chat(shop(), language="zh").say("订单收货电话13912345678", "track_order", 0.9)
     assert "不是订单号" not in phone.text
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "language"),
+    [
+        ("退货进度怎么查", "check_refund_policy", "zh"),
+        ("我的售后处理到哪一步了", "get_refund", "zh"),
+        ("what's the progress on my refund", "check_refund_policy", "en"),
+    ],
+)
+def test_asking_where_a_return_is_gets_the_returns_not_the_policy(
+    text: str, intent: str, language: str
+) -> None:
+    orders = shop()
+    orders.orders.append(
+        make_order("7730192895", "u1001", "returned", (MUG,), refund_status="pending")
+    )
+    d = Chat(orders, language=language).say(text, intent, 0.53)
+    assert "7730192895" in d.text and "track_refund" in d.reason, (d.reason, d.text)

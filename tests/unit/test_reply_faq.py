@@ -166,3 +166,25 @@ def test_the_faq_query_leaves_out_order_ids() -> None:
     assert without_order_ids(turn) == "订单 的发票抬头写错了能改吗"
     plain = Turn("m2", "c1", "u1001", "发票能重开吗", "发票能重开吗", "zh")
     assert without_order_ids(plain) == "发票能重开吗"  # unchanged: nlu's vector is reused
+
+
+def test_a_second_faq_query_names_the_products_generically() -> None:
+    from services.reply.decide import EntityRef, Turn
+    from services.reply.faq import with_products_as_item
+
+    text = "is the Bamboo Cutting Board in stock?"
+    turn = Turn(
+        "m1",
+        "c1",
+        "u2001",
+        text,
+        text,
+        "en",
+        entities=(EntityRef("product", "Bamboo Cutting Board", "P1", 0.6),),
+    )
+    assert with_products_as_item(turn, text) == "is this item in stock?"
+    zh = "竹制砧板还有货吗"
+    turn = Turn(
+        "m2", "c1", "u1001", zh, zh, "zh", entities=(EntityRef("product", "竹制砧板", "P1"),)
+    )
+    assert with_products_as_item(turn, zh) == "这个商品还有货吗"
