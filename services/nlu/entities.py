@@ -263,10 +263,22 @@ def _mention_span(
     around the head noun, e.g. "bamboo cutting board" rather than "board"."""
     i = next(k for k, (stem, _, _) in enumerate(spans) if stem == head)
     lo = hi = i
-    while lo > 0 and spans[lo - 1][0] in words:
-        lo -= 1
-    while hi + 1 < len(spans) and spans[hi + 1][0] in words:
-        hi += 1
+    # one word of the shopper's own may sit between name words: "bamboo cutting board" for
+    # "Bamboo chopping boards"
+    while True:
+        if lo > 0 and spans[lo - 1][0] in words:
+            lo -= 1
+        elif lo > 1 and spans[lo - 2][0] in words:
+            lo -= 2
+        else:
+            break
+    while True:
+        if hi + 1 < len(spans) and spans[hi + 1][0] in words:
+            hi += 1
+        elif hi + 2 < len(spans) and spans[hi + 2][0] in words:
+            hi += 2
+        else:
+            break
     return spans[lo][1], spans[hi][2]
 
 

@@ -79,3 +79,19 @@ def test_chinese_head_noun_comes_before_the_variant_and_the_size() -> None:
     assert [e.value for e in matcher.find("我的手机壳到哪了")] == ["P2"]
     assert [e.value for e in matcher.find("瑜伽垫什么时候发货")] == ["P1"]
     assert [e.value for e in matcher.find("水浒传到了吗")] == ["P3"]
+
+
+def test_a_product_span_covers_the_name_as_written() -> None:
+    boards = {
+        "_id": "P1",
+        "name_en": "Bamboo chopping boards, set of 2",
+        "name_zh": "竹制砧板两件套",
+    }
+    case = {"_id": "P2", "name_en": "Silicone Phone Case", "name_zh": "硅胶手机壳（黑色）"}
+    matcher = ProductMatcher([boards, case])
+    text = "is the Bamboo cutting board in stock?"
+    (board,) = matcher.find(text)
+    # one word of the shopper's own between name words; the original case kept
+    assert board.text == "Bamboo cutting board" == text[board.start : board.end]
+    (phone_case,) = matcher.find("我的硅胶手机壳坏了")
+    assert phone_case.text == "硅胶手机壳" and (phone_case.start, phone_case.end) == (2, 7)
