@@ -939,6 +939,9 @@ def item_choices(order: orders_pb2.Order, language: str) -> list[OrderChoice]:
 # the FAQ's answer for a wrong item delivered)
 _OWN = re.compile(
     r"我|填错|写错|选错|拍错|还没(?:发货|发|到|收到)|刚(?:下|付)|已经(?:下单|付款|付了)|"
+    # "快递到哪了😭" asks where the customer's parcel is ("快递一般几天到" is general)
+    r"(?:快递|包裹|物流|单子|这单|那单).{0,3}(?:到哪|在哪|到了吗|怎么还没)|"
+    r"\bwhere(?:'s| is|s) (?:the|our) (?:package|parcel|order|delivery|stuff)\b|"
     r"\b(my|mine|me|i|i'm|i've|i'd|i'll)\b",
     re.IGNORECASE,
 )
@@ -1142,7 +1145,13 @@ class _Policy:
         text = turn.text.strip()
         if _FILLER.fullmatch(text):  # "那个" / "我想问下": the question comes next
             return self.say("answer", "a lead-in without a question", "nudge")
-        if abandons(text) and len(text) <= 16 and not looks_like_question(text):
+        if (
+            abandons(text)
+            and len(text) <= 16
+            and not looks_like_question(text)
+            # "没事了 拜拜" is a goodbye: "anything else?" back is odd
+            and not (turn.confident and turn.intent in ("goodbye", "thanks"))
+        ):
             # "算了不取消了" with nothing pending was read as a new cancellation
             return self.say("answer", "the customer dropped a request", "acknowledged")
         if (

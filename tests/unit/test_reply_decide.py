@@ -1641,3 +1641,19 @@ def test_asking_where_a_return_is_gets_the_returns_not_the_policy(
     )
     d = Chat(orders, language=language).say(text, intent, 0.53)
     assert "7730192895" in d.text and "track_refund" in d.reason, (d.reason, d.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("快递到哪了😭😭", "zh"), ("where is the package??", "en")]
+)
+def test_where_the_parcel_is_asks_which_order_not_the_faq(text: str, language: str) -> None:
+    faq = FakeFaq(
+        {"快递": ("faq-order-tracking", "在我的订单中查看"), "package": ("faq-order-tracking", "x")}
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "track_order", 1.0)
+    assert d.action == "ask" and d.template_id == "ask_order_choice", d.text
+
+
+def test_never_mind_with_goodbye_is_a_goodbye() -> None:
+    d = Chat(shop(), language="zh").say("没事了 拜拜", "goodbye", 1.0)
+    assert d.template_id == "goodbye", d.text
