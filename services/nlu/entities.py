@@ -247,8 +247,13 @@ _STOP = {"the", "a", "an", "my", "of", "for", "and", "with", "to", "in", "on", "
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 # what ends a Chinese product name after its head noun: "（黑色）", " 8mm", " 30ml", "》", " 2 包"
+# ... and a pack size or packaging ("两件套", "三支装", "礼盒", "套装") or bed size: "竹制砧板两件套"
+# is a 砧板, and "件套" / "礼盒" as keys matched any set or gift box the shopper wrote ("床上四件套"
+# is bedding: its 四件套 stays)
 _ZH_NAME_TAIL = re.compile(
-    r"(?:[（(][^（）()]*[）)]|[》」]|\s*[\dA-Za-z.+%×x*]+\s*[片包颗枚袋个支对双只装]*|\s+)+$"
+    r"(?:[（(][^（）()]*[）)]|[》」]|\s*[\dA-Za-z.+%×x*]+\s*[片包颗枚袋个支对双只装]*|\s+|"
+    r"(?<!床上)[一二两三四五六七八九十\d]+\s*[件片个支枚包只对瓶盒]?[套装]|(?:双拍|入门)?套装|礼盒|"
+    r"综合装|罐装|精装|\s*[\d.]+\s*m\s*床)+$"
 )
 
 

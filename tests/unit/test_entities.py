@@ -95,3 +95,18 @@ def test_a_product_span_covers_the_name_as_written() -> None:
     assert board.text == "Bamboo cutting board" == text[board.start : board.end]
     (phone_case,) = matcher.find("我的硅胶手机壳坏了")
     assert phone_case.text == "硅胶手机壳" and (phone_case.start, phone_case.end) == (2, 7)
+
+
+def test_a_chinese_pack_size_or_packaging_is_no_head_noun() -> None:
+    knives = {
+        "_id": "P1",
+        "name_en": "Stainless steel knife set, 7 pieces",
+        "name_zh": "不锈钢刀具七件套",
+    }
+    candles = {"_id": "P2", "name_en": "Scented candle gift box", "name_zh": "香薰蜡烛礼盒"}
+    tea = {"_id": "P3", "name_en": "Da Hong Pao rock tea gift box", "name_zh": "武夷山大红袍礼盒"}
+    matcher = ProductMatcher([knives, candles, tea])
+    assert [e.value for e in matcher.find("刀具收到就坏了")] == ["P1"]
+    assert [e.value for e in matcher.find("蜡烛什么时候发货")] == ["P2"]
+    # "礼盒" alone names none of the gift boxes, "件套" none of the sets
+    assert matcher.find("礼盒什么时候到") == [] and matcher.find("我买的五件套") == []
