@@ -369,7 +369,46 @@ def pick_choice(
         if 1 <= n <= len(choices):
             return choices[n - 1]
         return None
-    return best_mention(text, choices, product_ids)
+    return best_mention(text, choices, product_ids) or by_status(text, choices)
+
+
+# "the paid one" / "没付款的那个": an order of the list named by its state (the negated states
+# first: "not shipped yet" is a paid order, "unpaid" a pending one)
+_STATUS_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (status, re.compile(rx, re.IGNORECASE))
+    for status, rx in (
+        (
+            "pending",
+            r"\bunpaid\b|\bnot (?:yet )?paid\b|awaiting payment|待付款|没付款|未付款|还没付",
+        ),
+        (
+            "paid",
+            r"\bnot (?:yet )?shipped\b|has ?n[o']?t shipped|待发货|没发货|未发货|还没发|"
+            r"(?<![未没])(?:已)?付(?:了)?款的|\bpaid\b",
+        ),
+        ("shipped", r"\bshipped\b|on (?:its|the) way|in transit|已发货|发货了的|在路上"),
+        ("delivered", r"\bdelivered\b|\barrived\b|\breceived\b|已签收|签收的|收到的|到了的"),
+        ("cancelled", r"\bcancell?ed\b|已取消|取消了?的"),
+        ("returned", r"\breturned\b|已退货|退(?:了|过)的"),
+    )
+)
+
+
+_PICK_WORDING = re.compile(r"\b(?:one|order)\b|的", re.IGNORECASE)
+
+
+def by_status(text: str, choices: Sequence[OrderChoice]) -> OrderChoice | None:
+    """The one offered order in the state the message names; None when none or several are.
+    Only a short pick ("the paid one", "已签收的那个"): "tracking says delivered but nothing
+    arrived" names no delivered order."""
+    short = len(text) <= 14 if re.search(r"[\u4e00-\u9fff]", text) else len(text.split()) <= 6
+    if not (short and _PICK_WORDING.search(text)):
+        return None
+    for status, rx in _STATUS_WORDS:
+        if rx.search(text):
+            fitting = [c for c in choices if c.status == status]
+            return fitting[0] if len(fitting) == 1 else None
+    return None
 
 
 def top_mentions(

@@ -1657,3 +1657,34 @@ def test_where_the_parcel_is_asks_which_order_not_the_faq(text: str, language: s
 def test_never_mind_with_goodbye_is_a_goodbye() -> None:
     d = Chat(shop(), language="zh").say("没事了 拜拜", "goodbye", 1.0)
     assert d.template_id == "goodbye", d.text
+
+
+def test_a_fault_named_when_asked_which_order_is_a_return_of_that_order() -> None:
+    # "我上次买的东西有点问题" was read as track_order; "耳机有杂音" then got the tracking
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    assert chat.say("就是我上次买的东西有点问题", "track_order", 0.62).action == "ask"
+    d = chat.say("杯子有裂纹", "out_of_scope", 0.99, products=(MUG[0],))
+    # the mug's line of its order is returned, the fault its reason
+    assert d.template_id == "return_created" and "7730192857" in d.text, d.text
+    assert orders.last_request["reason"] == "杯子有裂纹"
+
+
+@pytest.mark.parametrize(
+    ("start", "pick", "language", "picked"),
+    [
+        ("I need to change the shipping address", "the paid one", "en", "7730192812"),
+        ("where is my order", "the one that hasn't shipped", "en", "7730192812"),
+        ("我的订单到哪了", "已签收的那个", "zh", "7730192857"),
+    ],
+)
+def test_an_order_of_the_list_is_picked_by_its_state(
+    start: str, pick: str, language: str, picked: str
+) -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    chat = Chat(orders, language=language)
+    intent = "change_shipping_address" if "address" in start else "track_order"
+    assert chat.say(start, intent, 1.0).action == "ask"
+    d = chat.say(pick, "payment_issue", 0.63)
+    assert picked in d.text and d.template_id != "ask_order_choice_again", d.text
