@@ -22,7 +22,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    pending one is dropped and rule 4 on applies; when it is neither, the bot asks again
    (``ask``), which counts as a low-confidence turn. A return reason is taken as given unless
    it is a question about something else; so is a pick of an order ("where is my phone case
-   order?" while asked which order to cancel starts tracking). A new address sent before the
+   order?" while asked which order to cancel starts tracking). An order is picked by number,
+   id, product or, in a short reply, its state ("the paid one"); a fault named when asked which
+   order to track ("耳机有杂音") makes it a return of that order. A new address sent before the
    order is chosen is kept for it. Asked to confirm, a message naming another order of the
    same list ("不是这个，是第三个") switches the request to that order.
 3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
@@ -87,10 +89,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    window: ``ask`` which items (several lines), ``ask`` why unless the request already said
    ("耳机音质太差了想退"), then CreateReturn (``order``).
    Several order ids in one look-up (tracking, refund status, invoice) → one answer per order,
-   at most MAX_ORDERS_PER_TURN; a change or a return acts on the first named, unless the
-   clauses split the message into a change of one order and a look-up of others ("取消订单A，
-   另外B到哪了", "where is A and please cancel B"): the look-ups are answered, then the change
-   goes on. "Why was my order cancelled?" (whatever the intent read) is tracking among the
+   at most MAX_ORDERS_PER_TURN. When the clauses split the message into requests per order
+   ("取消订单A，另外B到哪了", "cancel A and return B"; a clause with no request word has the one
+   before it), the look-ups are answered, then the changes go on one at a time in the order
+   asked: the next starts in the same reply once the one before is settled (done, declined or
+   refused) and is dropped when the customer moves on (``next_requests``). A change asked for
+   the recipient's phone ("改一下收货人电话") takes a phone number alone and keeps the address. "Why was my order cancelled?" (whatever the intent read) is tracking among the
    cancelled orders; a cancelled order's answer says where the money is, and, asked why, the
    usual reasons and that a person can check. "cancel my order and refund me" read as a refund
    is a cancellation. "ok" / "好的" to a which-question is no answer: asked again (a list of
@@ -413,7 +417,7 @@ _RETURN_REASON = re.compile(
     r"生锈|锈|异味|发霉|碎了|裂了|缺件|少了|货不对|发来的|不是我买的|不是我要的|有个洞|破洞|坏掉|用不了|没法用|"
     r"\b(?:broke|broken|damaged|defective|faulty|cracked|scratched|ripped|torn|stained|expired|rusty|"
     r"rusted|rust|smells?|moldy|mouldy|leaks?|leaking|shattered|missing|"
-    r"doesn'?t fit|does not fit|too (?:big|small|large|tight|loose)|"
+    r"doesn'?t fit|does not fit|don'?t fit|do not fit|too (?:big|small|large|tight|loose)|"
     r"wrong (?:size|item|colou?r|product|thing|model|one)s?|not what i (?:ordered|bought)|hole|"
     r"changed my mind|(?:poor|bad) quality|not as described|(?:stopped|doesn'?t|not) work(?:ing)?|"
     r"don'?t (?:like|want|need) it)\b",
@@ -1579,9 +1583,13 @@ class _Policy:
             if abandons(turn.text):
                 return self.kept(p)
             chosen = followups.pick_items(turn.text, p.items, turn.named_products())
+            if not p.reason and _RETURN_REASON.search(turn.text):
+                # "the headphones, they don't fit": the items and the reason in one answer (the
+                # reason was asked for next); "it doesn't fit" alone keeps it for the return
+                p.reason = turn.masked_text[:200]
             if chosen:
                 p.product_ids = [] if len(chosen) == len(p.items) else [c.order_id for c in chosen]
-                if p.reason:  # given with the request
+                if p.reason:  # given with the request or with the items
                     return await self.create_return(p)
                 p.awaiting = "return_reason"
                 return self.say("ask", "items chosen: asking the reason", "ask_return_reason")

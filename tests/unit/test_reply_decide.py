@@ -1688,3 +1688,22 @@ def test_an_order_of_the_list_is_picked_by_its_state(
     assert chat.say(start, intent, 1.0).action == "ask"
     d = chat.say(pick, "payment_issue", 0.63)
     assert picked in d.text and d.template_id != "ask_order_choice_again", d.text
+
+
+def test_the_items_and_the_reason_in_one_answer_file_the_return() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    assert chat.say("I want to return order 7730192857", "get_refund").template_id == (
+        "ask_return_items"
+    )
+    # the reason alone is kept: the items are asked again, the reason not asked later
+    again = chat.say("it doesn't fit", "out_of_scope", 0.34)
+    assert again.template_id == "ask_return_items", again.text
+    done = chat.say("the mug", "out_of_scope", 0.8, products=(MUG[0],))
+    assert (
+        done.template_id == "return_created" and orders.last_request["reason"] == "it doesn't fit"
+    )
+    chat = Chat(shop())
+    chat.say("I want to return order 7730192857", "get_refund")
+    d = chat.say("the mug, they don't fit", "change_order", 0.61, products=(MUG[0],))
+    assert d.template_id == "return_created", d.text
