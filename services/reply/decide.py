@@ -475,7 +475,9 @@ _EXCHANGE = re.compile(r"换货|\bexchange\b", re.IGNORECASE)
 # "我想return这个item" / "I want to return this": a return asked for, not the policy
 _WANTS_RETURN = re.compile(
     r"我(?:想|要)(?:退|return)|(?:想|要)退(?:货|掉|这个|了)|"
-    r"\bi(?:'d like| would like| want| wanna| need) to return\b|\breturn (?:this|it|these|them)\b",
+    # shoppers' typos of "return" too ("i want to retrun the running shoes")
+    r"\bi(?:'d like| would like| want| wanna| need) to (?:return|retrun|retun|retrn|reutrn)\b|"
+    r"\breturn (?:this|it|these|them)\b",
     re.IGNORECASE,
 )
 # The intents that already read such a message right: a return, a refund, a cancellation, a
@@ -1501,6 +1503,8 @@ class _Policy:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
                 self.contact_change = self.contact_change or p.contact
+                if p.contact and p.current and self.given_contact is None:
+                    self.given_contact = dict(p.current)  # the phone sent with the request
                 if p.intent == "track_order" and (
                     _RECEIVED_PROBLEM.search(turn.text) or _PRODUCT_BROKEN.search(turn.text)
                 ):
@@ -1592,7 +1596,12 @@ class _Policy:
                 if p.reason:  # given with the request or with the items
                     return await self.create_return(p)
                 p.awaiting = "return_reason"
-                return self.say("ask", "items chosen: asking the reason", "ask_return_reason")
+                return self.say(
+                    "ask",
+                    "items chosen: asking the reason",
+                    "ask_return_reason",
+                    order_id=p.order_id,
+                )
             if self.switching(p):
                 return None
             labels = [c.label for c in p.items]
@@ -1625,7 +1634,9 @@ class _Policy:
             # "全部" / "the first one" / "就是那个降噪的" (naming the item again): not a reason
             if _NO_REASON.search(turn.text.strip()) or names_item_only:
                 return self.low_confidence(
-                    lambda: self.say("ask", "no reason in the message", "ask_return_reason")
+                    lambda: self.say(
+                        "ask", "no reason in the message", "ask_return_reason", order_id=p.order_id
+                    )
                 )
             p.reason = turn.masked_text[:200]  # "it arrived broken" (complaint-like) is a reason
             return await self.create_return(p)
@@ -1751,6 +1762,9 @@ class _Policy:
             if intent == "change_shipping_address":
                 s.pending.address = self.address_in_turn() or {}
                 s.pending.contact = self.contact_change
+                if self.contact_change and not s.pending.address:
+                    # "收货人电话改成139…" before the order is chosen: kept for it
+                    s.pending.current = self.contact_in_turn() or {}
             if intent == "get_refund":
                 s.pending.reason = self.reason_in_request()
             d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
@@ -2151,7 +2165,9 @@ class _Policy:
         if pending.reason:  # asking "why?" again made "就是那个降噪的" the recorded reason
             return await self.create_return(pending)
         pending.awaiting = "return_reason"
-        return self.say("ask", "return possible: asking the reason", "ask_return_reason")
+        return self.say(
+            "ask", "return possible: asking the reason", "ask_return_reason", order_id=oid
+        )
 
     async def execute_confirmed(self, p: Pending) -> Decision:
         s, user, lang = self.state, self.turn.user_id, self.lang

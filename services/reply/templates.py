@@ -510,12 +510,12 @@ TEMPLATES: dict[str, T] = {
     },
     "ask_return_reason": {
         "zh": (
-            "好的，请简单说一下退货原因（比如尺码不合适、质量问题、不想要了）。",
-            "收到。方便说下退货原因吗？",
+            "好的，请简单说一下订单{order_id}的退货原因（比如尺码不合适、质量问题、不想要了）。",
+            "收到。订单{order_id}方便说下退货原因吗？",
         ),
         "en": (
-            "Got it. What's the reason for the return (e.g. wrong size, damaged, changed my mind)?",
-            "OK. Could you tell me briefly why you're returning it?",
+            "Got it. What's the reason for returning from order {order_id} (e.g. wrong size, damaged, changed my mind)?",
+            "OK. Could you tell me briefly why you're returning the item from order {order_id}?",
         ),
     },
     "return_created": {

@@ -1707,3 +1707,18 @@ def test_the_items_and_the_reason_in_one_answer_file_the_return() -> None:
     chat.say("I want to return order 7730192857", "get_refund")
     d = chat.say("the mug, they don't fit", "change_order", 0.61, products=(MUG[0],))
     assert d.template_id == "return_created", d.text
+
+
+def test_a_new_phone_given_before_the_order_is_chosen_is_kept_for_it() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    chat = Chat(orders, language="zh")
+    ask = chat.say("收货人电话改成13998765432", "change_shipping_address", 0.92)
+    assert ask.template_id == "ask_order_choice", ask.text
+    d = chat.say("第一个", "greeting", 0.9)
+    assert d.template_id == "ask_contact_confirm" and "13998765432" in d.text, d.text
+
+
+def test_a_typo_of_return_is_still_a_return() -> None:
+    d = Chat(shop()).say("i want to retrun the mug", "check_refund_policy", 0.61)
+    assert d.action in ("ask", "order") and "7730192857" in d.text, d.text
