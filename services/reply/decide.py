@@ -955,8 +955,9 @@ _OWN = re.compile(
 
 
 def refers_to_own(text: str) -> bool:
-    """ "我的退款" / "my order" is about the customer's own order; "退款多久到账" is general."""
-    return bool(_OWN.search(text))
+    """ "我的退款" / "my order" is about the customer's own order; "退款多久到账" is general. So is
+    a complaint that something has not shipped or arrived ("为什么还不发货，都三天了")."""
+    return bool(_OWN.search(text) or _NOT_SHIPPED.search(text) or _NOT_ARRIVED.search(text))
 
 
 def looks_like_question(text: str) -> bool:

@@ -1722,3 +1722,10 @@ def test_a_new_phone_given_before_the_order_is_chosen_is_kept_for_it() -> None:
 def test_a_typo_of_return_is_still_a_return() -> None:
     d = Chat(shop()).say("i want to retrun the mug", "check_refund_policy", 0.61)
     assert d.action in ("ask", "order") and "7730192857" in d.text, d.text
+
+
+def test_why_not_shipped_yet_asks_which_order_not_the_delivery_times() -> None:
+    faq = FakeFaq({"发货": ("faq-delivery-time", "标准配送一般2-5天送达")})
+    d = Chat(shop(), language="zh", faq=faq).say("为什么还不发货，都三天了", "track_order", 0.98)
+    # the one order that has not shipped
+    assert d.action == "order" and "7730192812" in d.text, d.text
