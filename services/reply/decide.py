@@ -576,6 +576,12 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
     return fitting or choices
 
 
+# "instead" / "不是…是…": another request for the order in hand, not an answer to the question
+_INSTEAD = re.compile(
+    r"\b(?:instead|rather|actually|wait|i meant|not (?:cancel|return|change))\b|"
+    r"不是|而是|其实|应该是|搞错|说错|弄错|等等|等一下",
+    re.IGNORECASE,
+)
 _ABANDON = re.compile(
     r"算了|不退了|不用了|不改了|不取消了|没事了|never ?mind|\bnvm\b|forget it|cancel that",
     re.IGNORECASE,
@@ -1474,6 +1480,18 @@ class _Policy:
 
     async def continue_pending(self, p: Pending) -> Decision | None:
         turn = self.turn
+        if (
+            p.order_id
+            and p.awaiting in ("confirm", "address", "return_items", "return_reason")
+            and self.switching(p)
+            and turn.intent in WRITE_REQUESTS | {"change_order"}
+            and not turn.values("order_id")
+            and _INSTEAD.search(turn.text)
+        ):
+            # "no wait, I want to cancel it instead" while asked for the new address was read as
+            # "no" and the order kept: the other request, for the same order
+            self.state.pending = None
+            return await self.serve(turn.intent, p.order_id)
         if p.awaiting == "order_choice":
             pick = followups.pick_choice(
                 turn.text, p.choices, turn.values("order_id"), turn.named_products()
@@ -1778,10 +1796,18 @@ class _Policy:
     def named_among(
         self, orders: Sequence[orders_pb2.Order], exclude: Sequence[OrderChoice]
     ) -> OrderChoice | None:
-        """The one order of ``orders`` (not among ``exclude``) the message names by product."""
+        """The order of ``orders`` (not among ``exclude``) the message names by product: the
+        newest when several name it ("I bought headphones recently and they stopped working",
+        two headphone orders past the return window: the storage boxes, the one order that
+        could be returned, were offered and returned)."""
         listed = {c.order_id for c in exclude}
         others = [choice_of(o, self.lang) for o in orders if o.order_id not in listed]
-        return followups.best_mention(self.turn.text, others, self.turn.named_products())
+        named = followups.top_mentions(self.turn.text, others, self.turn.named_products())
+        if len(named) > 1:
+            # a tie is broken only by a product nlu found ("phone number" is no phone case)
+            found = set(self.turn.values("product"))
+            named = [c for c in named if found & set(c.product_ids)]
+        return named[0] if named else None
 
     async def unlisted_order_named(self, p: Pending) -> str:
         """An order of the customer's the message names by product that the bot did not offer

@@ -381,7 +381,7 @@ TEMPLATES: dict[str, T] = {
     "cancel_refused": {
         "zh": (
             "订单{order_id}当前状态为“{status}”，无法直接取消。{advice}",
-            "抱歉，订单{order_id}已经{status}，不能取消了。{advice}",
+            "抱歉，订单{order_id}{status}，不能取消了。{advice}",
         ),
         "en": (
             "Order {order_id} is {status}, so it can't be cancelled any more. {advice}",
@@ -470,7 +470,7 @@ TEMPLATES: dict[str, T] = {
     },
     "address_refused": {
         "zh": (
-            "订单{order_id}已{status}，收货地址无法再修改。{advice}",
+            "订单{order_id}{status}，收货地址无法再修改。{advice}",
             "抱歉，订单{order_id}当前为“{status}”，不能改地址了。{advice}",
         ),
         "en": (
@@ -490,7 +490,7 @@ TEMPLATES: dict[str, T] = {
     },
     "change_order_closed": {
         "zh": (
-            "订单{order_id}已{status}，无法修改了；收货后可以申请退换货。",
+            "订单{order_id}{status}，无法修改了；收货后可以申请退换货。",
             "抱歉，订单{order_id}当前为“{status}”，不能再修改。",
         ),
         "en": (

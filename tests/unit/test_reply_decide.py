@@ -1729,3 +1729,51 @@ def test_why_not_shipped_yet_asks_which_order_not_the_delivery_times() -> None:
     d = Chat(shop(), language="zh", faq=faq).say("为什么还不发货，都三天了", "track_order", 0.98)
     # the one order that has not shipped
     assert d.action == "order" and "7730192812" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("first", "first_intent", "switch", "switch_intent", "template", "language"),
+    [
+        (
+            "change the address of 7730192812",
+            "change_shipping_address",
+            "no wait, I want to cancel it instead",
+            "cancel_order",
+            "ask_cancel_confirm",
+            "en",
+        ),
+        (
+            "取消订单7730192812",
+            "cancel_order",
+            "等等，我是要改地址不是取消",
+            "change_shipping_address",
+            "ask_address",
+            "zh",
+        ),
+    ],
+)
+def test_another_request_instead_for_the_same_order(
+    first: str, first_intent: str, switch: str, switch_intent: str, template: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    assert chat.say(first, first_intent, 0.98).action == "ask"
+    d = chat.say(switch, switch_intent, 0.95)
+    assert d.template_id == template and "7730192812" in d.text, d.text
+
+
+def test_a_product_only_in_orders_past_the_window_is_served_not_swapped_for_another() -> None:
+    orders = FakeOrders(
+        [
+            make_order("7730192871", "u1001", "delivered", (EARBUDS,), delivered_days_ago=40),
+            make_order("7730192872", "u1001", "delivered", (EARBUDS,), delivered_days_ago=60),
+            make_order("7730192873", "u1001", "delivered", (MUG,), delivered_days_ago=2),
+        ]
+    )
+    d = Chat(orders).say(
+        "I bought earbuds recently and they stopped working",
+        "out_of_scope",
+        0.74,
+        products=(EARBUDS[0],),
+    )
+    # the newest earbuds order, with why it cannot be returned; not the mug's order
+    assert "7730192871" in d.text and "7730192873" not in d.text, d.text

@@ -85,3 +85,23 @@ def test_cancellation_fee_rule_matches_the_order_service() -> None:
     assert decide.CANCELLATION_FEE_PERCENT == rules.CANCELLATION_FEE_PERCENT
     assert decide.CANCELLATION_FEE_CAP_CENTS == rules.CANCELLATION_FEE_CAP_CENTS
     assert decide.OPEN_STATUSES == rules.CANCELLABLE_STATUSES == rules.ADDRESS_CHANGE_STATUSES
+
+
+@pytest.mark.parametrize(
+    "template_id", ["address_refused", "change_order_closed", "cancel_refused"]
+)
+def test_a_chinese_status_is_not_preceded_by_another_yi(template_id: str) -> None:
+    # "订单8422172961已已发货": the status names already start with 已
+    for status in ("shipped", "delivered", "cancelled", "returned"):
+        for variant in range(2):
+            text = templates.render(
+                template_id,
+                "zh",
+                {
+                    "order_id": "7730192846",
+                    "status": templates.status_name(status, "zh"),
+                    "advice": "",
+                },
+                {template_id: variant},
+            )
+            assert "已已" not in text and "已经已" not in text, text
