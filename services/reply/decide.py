@@ -1790,8 +1790,29 @@ class _Policy:
             wrong = wrong_length_order_number(turn)
             if wrong:
                 d = replace(d, text=tpl.advice("not_an_order_id", self.lang, number=wrong) + d.text)
+            missing = self.product_in_no_order(orders)
+            if missing:
+                # "I bought headphones recently and they stopped working" from a customer with no
+                # headphones got the list alone, picked from it and returned storage boxes
+                d = replace(
+                    d, text=tpl.advice("product_not_in_orders", self.lang, product=missing) + d.text
+                )
         d.order_call = call
         return d
+
+    def product_in_no_order(self, orders: Sequence[orders_pb2.Order]) -> str:
+        """The product the message names (as written) when none of ``orders`` has it: "" when
+        it names none, or one of the orders has it."""
+        named = [e for e in self.turn.entities if e.type == "product" and e.text]
+        if not named or not orders:
+            return ""
+        bought = {i.product_id for o in orders for i in o.items}
+        if any(e.value in bought for e in named):
+            return ""
+        choices = [choice_of(o, self.lang) for o in orders]
+        if followups.top_mentions(self.turn.text, choices, self.turn.named_products()):
+            return ""
+        return named[0].text
 
     def named_among(
         self, orders: Sequence[orders_pb2.Order], exclude: Sequence[OrderChoice]

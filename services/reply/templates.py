@@ -917,6 +917,10 @@ ADVICE: dict[str, dict[str, str]] = {
         "en": "{refund} goes back to your original payment method.",
     },
     # an order number of the wrong length ("77301928"), said before the list of orders
+    "product_not_in_orders": {
+        "zh": "您最近的订单里没有找到“{product}”。",
+        "en": "I couldn't find {product} in your recent orders. ",
+    },
     "not_an_order_id": {
         "zh": "“{number}”不是订单号（订单号是10位数字）。",
         "en": '"{number}" isn\'t an order number (they have 10 digits). ',

@@ -1777,3 +1777,17 @@ def test_a_product_only_in_orders_past_the_window_is_served_not_swapped_for_anot
     )
     # the newest earbuds order, with why it cannot be returned; not the mug's order
     assert "7730192871" in d.text and "7730192873" not in d.text, d.text
+
+
+def test_a_product_in_none_of_the_orders_is_said_before_the_list() -> None:
+    orders = FakeOrders(
+        [make_order("7730192873", "u1001", "delivered", (MUG,), delivered_days_ago=2)]
+    )
+    turn_products = (EARBUDS[0],)
+    d = Chat(orders).say(
+        "I bought earbuds recently and they stopped working",
+        "get_refund",
+        0.9,
+        products=turn_products,
+    )
+    assert d.action == "ask" and d.text.startswith("I couldn't find "), d.text
