@@ -106,12 +106,18 @@ def summary(state: DialogueState, reason: str, last_text: str, language: str) ->
             intents.append(name)
     order_id = (state.pending.order_id if state.pending else "") or state.last_order_id
     sep = "、" if language == "zh" else ", "
+    # the changes asked for in the same message as the pending one, not served yet
+    queued = sep.join(
+        f"{intent_name(r.intent, language)} ({r.order_id})" for r in state.next_requests
+    )
     if language == "zh":
         lines = [f"转人工原因：{_REASON_ZH.get(reason, reason)}；共{state.turn}轮"]
         if intents:
             lines.append(f"客户诉求：{sep.join(intents)}")
         if order_id:
             lines.append(f"相关订单：{order_id}")
+        if queued:
+            lines.append(f"尚未处理：{queued}")
         lines.append(f"最后一句：{last_text[:200]}")
     else:
         lines = [f"Handoff: {reason.replace('_', ' ')}; {state.turn} turns"]
@@ -119,6 +125,8 @@ def summary(state: DialogueState, reason: str, last_text: str, language: str) ->
             lines.append(f"Customer wanted: {sep.join(intents)}")
         if order_id:
             lines.append(f"Order: {order_id}")
+        if queued:
+            lines.append(f"Also asked, not done yet: {queued}")
         lines.append(f"Last message: {last_text[:200]}")
     return "\n".join(lines)
 

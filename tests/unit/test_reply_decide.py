@@ -1791,3 +1791,14 @@ def test_a_product_in_none_of_the_orders_is_said_before_the_list() -> None:
         products=turn_products,
     )
     assert d.action == "ask" and d.text.startswith("I couldn't find "), d.text
+
+
+def test_a_handoff_summary_names_the_changes_still_to_do() -> None:
+    chat = Chat(shop())
+    chat.say("please cancel 7730192812 and I also want to return 7730192857", "cancel_order", 0.95)
+    d = chat.say("I want to talk to a real person", "contact_human_agent", 0.99)
+    assert d.action == "handoff"
+    assert "Also asked, not done yet: Return an item for a refund (7730192857)" in (
+        d.handoff_summary
+    ), d.handoff_summary
+    assert chat.state.next_requests == []
