@@ -960,6 +960,18 @@ _OWN = re.compile(
 )
 
 
+def bought_pattern(product: str) -> re.Pattern[str]:
+    """A product as something the customer bought: "my headphones", "I bought headphones", "the
+    shoes I bought", "买的耳机", "我的耳机"."""
+    p = re.escape(product)
+    return re.compile(
+        rf"\b(?:my|bought|ordered|purchased|got)\s+(?:[\w-]+\s+){{0,2}}{p}|"
+        rf"{p}\s+(?:that\s+)?(?:i|we)\s+(?:bought|ordered|got|purchased)\b|"
+        rf"(?:买的|我的|收到的|买了|订的|下单的|到的).{{0,4}}{p}",
+        re.IGNORECASE,
+    )
+
+
 def refers_to_own(text: str) -> bool:
     """ "我的退款" / "my order" is about the customer's own order; "退款多久到账" is general. So is
     a complaint that something has not shipped or arrived ("为什么还不发货，都三天了")."""
@@ -1803,7 +1815,11 @@ class _Policy:
     def product_in_no_order(self, orders: Sequence[orders_pb2.Order]) -> str:
         """The product the message names (as written) when none of ``orders`` has it: "" when
         it names none, or one of the orders has it."""
+        text = self.turn.text
+        # only a product the customer says they bought: "english" in "answer in english", the
+        # "box" of "box was crushed" and "gift" in "gift wrap" name catalog products too
         named = [e for e in self.turn.entities if e.type == "product" and e.text]
+        named = [e for e in named if bought_pattern(e.text).search(text)]
         if not named or not orders:
             return ""
         bought = {i.product_id for o in orders for i in o.items}

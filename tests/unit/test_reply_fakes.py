@@ -215,6 +215,7 @@ class Chat:
         escalate: bool = False,
         products: tuple[str, ...] = (),
         product_score: float = 1.0,  # nlu's: low for a bare kind ("手机壳") matching many
+        product_texts: tuple[str, ...] = (),  # how each product is written (its id if not given)
         recommendations: tuple[Recommended, ...] = (),
         requested: bool = False,
         out_of_scope: bool = False,
@@ -222,7 +223,11 @@ class Chat:
         language_confidence: float = 1.0,
     ) -> Decision:
         entities = [EntityRef("order_id", m.group(), m.group()) for m in _ORDER_ID.finditer(text)]
-        entities += [EntityRef("product", p, p, product_score) for p in products]
+        written = product_texts + products[len(product_texts) :]
+        entities += [
+            EntityRef("product", w, p, product_score)
+            for w, p in zip(written, products, strict=True)
+        ]
         turn = Turn(
             message_id=f"m{len(self.turns) + 1}",
             conversation_id=self.state.conversation_id,
