@@ -576,6 +576,11 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
     return fitting or choices
 
 
+_DONT_WANT = re.compile(
+    r"不要了|不想要了|不需要了|\b(?:don'?t|do not) (?:want|need) (?:it|this|that|them)"
+    r"(?: any ?more)?\b|\bno longer (?:want|need)\b",
+    re.IGNORECASE,
+)
 # "instead" / "不是…是…": another request for the order in hand, not an answer to the question
 _INSTEAD = re.compile(
     r"\b(?:instead|rather|actually|wait|i meant|not (?:cancel|return|change))\b|"
@@ -1229,6 +1234,14 @@ class _Policy:
             # contact_customer_service 0.66 got the opening hours: an order id asked where it is
             return await self.serve("track_order", turn.values("order_id")[0])
         if (
+            turn.values("order_id")
+            and _DONT_WANT.search(text)
+            and turn.intent not in WRITE_REQUESTS | {"change_order"}
+        ):
+            # "4004223718不要了" (track_order 0.57) got the order's state: it is a cancellation
+            # (a shipped or delivered order is refused with how to return it)
+            return await self.serve("cancel_order", turn.values("order_id")[0])
+        if (
             _HURRY_SHIPPING.search(text)
             and (turn.intent not in ORDER_INTENTS or not turn.confident)
         ) or (_NOT_SHIPPED.search(text) and (turn.out_of_scope or not turn.confident)):
@@ -1689,7 +1702,7 @@ class _Policy:
     def confirm_contact(self, p: Pending, contact: dict[str, str]) -> Decision:
         """A new phone (and name) alone: the current address with the new recipient."""
         p.address = {**p.current, **contact}
-        shown = " ".join(x for x in (p.address.get("name"), contact["phone"]) if x)
+        shown = " ".join(x for x in (p.address.get("name"), p.address.get("phone")) if x)
         p.address["display"] = shown
         p.awaiting = "confirm"
         return self.say(

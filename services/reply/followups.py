@@ -492,9 +492,19 @@ _ADDRESS_REQUEST = re.compile(
 )
 
 
+# what starts another request after the address: "…文三路100号，另外B到哪了"
+_NEXT_REQUEST = re.compile(
+    r"[，,;；。]?\s*(?:另外|还有|顺便|以及|然后|同时|再帮我|再把)|"
+    r"[,;.]?\s*\b(?:and also|also|plus|then|and (?:where|cancel|return|refund|track))\b",
+    re.IGNORECASE,
+)
+
+
 def _after_request(text: str) -> str:
     ends = [m.end() for m in _ADDRESS_REQUEST.finditer(text)]
-    return text[ends[-1] :] if ends else text
+    rest = text[ends[-1] :] if ends else text
+    cut = _NEXT_REQUEST.search(rest)
+    return rest[: cut.start()] if cut else rest
 
 
 _CN_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
@@ -562,21 +572,31 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
 
 
 _ANY_PHONE = re.compile(r"(?<![\d+])\+?\d[\d\s()-]{6,16}\d(?!\d)")
-_EN_NAME = re.compile(r"\b(?:name|recipient)\s*(?:is|to|:)?\s*([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)")
+_EN_NAME = re.compile(
+    r"\b(?:name|recipient)\s*(?:is|to|:)?\s*([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)|"
+    r"\b(?:should be|change it to|make it)\s+([A-Z][a-z]+\s+[A-Z][a-z]+)"
+)
+# "收件人改成李雷": the new recipient's name after the label and a change word
+_ZH_NEW_NAME = re.compile(
+    r"(?:收件人|收货人|联系人|姓名)(?:的?名字)?\s*(?:改成|改为|换成|写成|是|为)\s*[:：]?\s*"
+    r"([\u4e00-\u9fff·]{2,4})(?=[\s,，;；。]|1[3-9]\d{9}|$)"
+)
 
 
 def parse_contact(text: str) -> dict[str, str] | None:
-    """A new recipient phone (and name, when labelled) from a message that is no address: "改成
-    13912345678", "new number is +44 7700 900123"; None when it has no phone number."""
+    """A new recipient phone and/or name from a message that is no address: "改成13912345678",
+    "收件人改成李雷，电话139…", "new number is +44 7700 900123", "it should be Jane Doe"; None
+    when it has neither."""
+    contact: dict[str, str] = {}
     m = _CN_MOBILE.search(text) or _ANY_PHONE.search(text)
-    if m is None or sum(ch.isdigit() for ch in m.group(0)) < 7:
-        return None
-    contact = {"phone": re.sub(r"[\s()-]", "", m.group(0))}
-    n = _ZH_LABELLED_NAME.search(text) or _EN_NAME.search(text)
+    if m is not None and sum(ch.isdigit() for ch in m.group(0)) >= 7:
+        contact["phone"] = re.sub(r"[\s()-]", "", m.group(0))
+    n = _ZH_NEW_NAME.search(text) or _ZH_LABELLED_NAME.search(text) or _EN_NAME.search(text)
+    name = next((g for g in n.groups() if g), "") if n else ""
     # "收货人电话写错了" labels no name
-    if n and not re.search(r"电话|手机|号|改|错|换|的|number|phone", n.group(1), re.IGNORECASE):
-        contact["name"] = n.group(1)
-    return contact
+    if name and not re.search(r"电话|手机|号|改|错|换|的|number|phone", name, re.IGNORECASE):
+        contact["name"] = name
+    return contact or None
 
 
 def address_text(address: dict[str, str]) -> str:

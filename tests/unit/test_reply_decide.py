@@ -1811,3 +1811,43 @@ def test_a_handoff_summary_names_the_changes_still_to_do() -> None:
         d.handoff_summary
     ), d.handoff_summary
     assert chat.state.next_requests == []
+
+
+def test_an_order_not_wanted_any_more_is_a_cancellation() -> None:
+    d = Chat(shop(), language="zh").say("7730192812不要了", "track_order", 0.57)
+    assert d.template_id == "ask_cancel_confirm", d.text
+
+
+def test_an_address_followed_by_another_request_ends_before_it() -> None:
+    chat = Chat(shop(), language="zh")
+    d = chat.say(
+        "订单7730192812的地址改成杭州市西湖区文三路100号，另外7730192846到哪了",
+        "change_shipping_address",
+        0.94,
+    )
+    assert d.template_id == "ask_address_confirm", d.text
+    assert "文三路100号？" in d.text and "另外" not in d.text.split("\n")[-1], d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "name", "phone"),
+    [
+        ("订单7730192812收件人改成李雷，电话13912345678", "zh", "李雷", "13912345678"),
+        (
+            "the recipient name on order 7730192812 is wrong, it should be Jane Doe",
+            "en",
+            "Jane Doe",
+            "13800138000",
+        ),
+    ],
+)
+def test_the_recipients_name_is_changed_with_or_without_a_phone(
+    text: str, language: str, name: str, phone: str
+) -> None:
+    orders = shop()
+    chat = Chat(orders, language=language)
+    d = chat.say(text, "change_shipping_address", 0.8)
+    assert d.template_id == "ask_contact_confirm" and name in d.text, d.text
+    chat.say("对的" if language == "zh" else "yes", "greeting", 0.6)
+    sent = orders.last_request["address"]
+    assert (sent.name, sent.phone, sent.line1) == (name, phone, "旧地址1号")
