@@ -267,24 +267,24 @@ def _mention_span(
     """Where the product is written: the run of its name words (and short joining words)
     around the head noun, e.g. "bamboo cutting board" rather than "board"."""
     i = next(k for k, (stem, _, _) in enumerate(spans) if stem == head)
-    lo = hi = i
-    # one word of the shopper's own may sit between name words: "bamboo cutting board" for
-    # "Bamboo chopping boards"
-    while True:
-        if lo > 0 and spans[lo - 1][0] in words:
-            lo -= 1
-        elif lo > 1 and spans[lo - 2][0] in words:
-            lo -= 2
-        else:
-            break
-    while True:
-        if hi + 1 < len(spans) and spans[hi + 1][0] in words:
-            hi += 1
-        elif hi + 2 < len(spans) and spans[hi + 2][0] in words:
-            hi += 2
-        else:
-            break
-    return spans[lo][1], spans[hi][2]
+
+    def reach(k: int, step: int) -> int:
+        # one word of the shopper's own may sit between name words: "bamboo cutting board" for
+        # "Bamboo chopping boards"
+        while True:
+            nxt = next(
+                (
+                    j
+                    for j in (k + step, k + 2 * step)
+                    if 0 <= j < len(spans) and spans[j][0] in words
+                ),
+                None,
+            )
+            if nxt is None:
+                return k
+            k = nxt
+
+    return spans[reach(i, -1)][1], spans[reach(i, 1)][2]
 
 
 @dataclass

@@ -94,7 +94,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    before it), the look-ups are answered, then the changes go on one at a time in the order
    asked: the next starts in the same reply once the one before is settled (done, declined or
    refused) and is dropped when the customer moves on (``next_requests``). A change asked for
-   the recipient's phone ("改一下收货人电话") takes a phone number alone and keeps the address. "Why was my order cancelled?" (whatever the intent read) is tracking among the
+   the recipient's phone ("改一下收货人电话") takes a phone number alone and keeps the address.
+   "Why was my order cancelled?" (whatever the intent read) is tracking among the
    cancelled orders; a cancelled order's answer says where the money is, and, asked why, the
    usual reasons and that a person can check. "cancel my order and refund me" read as a refund
    is a cancellation. "ok" / "好的" to a which-question is no answer: asked again (a list of
@@ -609,9 +610,7 @@ _ORDER_CONTEXT = re.compile(
     r"\bshipping\b",
     re.IGNORECASE,
 )
-_CONTACT_CHANGE_AS_READ = frozenset(
-    {"edit_account", "change_order", "change_shipping_address", "out_of_scope"}
-)
+_CONTACT_CHANGE_AS_READ = frozenset({"edit_account", "change_order", "change_shipping_address"})
 _CHANGE_WORD = re.compile(
     r"改|换|更新|错|\bchange|\bupdate|\bwrong\b|\bedit\b|\bcorrect|\bfix\b", re.IGNORECASE
 )
@@ -1547,8 +1546,8 @@ class _Policy:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
                 self.contact_change = self.contact_change or p.contact
-                if p.contact and p.current and self.given_contact is None:
-                    self.given_contact = dict(p.current)  # the phone sent with the request
+                if p.contact_given and self.given_contact is None:
+                    self.given_contact = dict(p.contact_given)  # sent with the request
                 if p.intent == "track_order" and (
                     _RECEIVED_PROBLEM.search(turn.text) or _PRODUCT_BROKEN.search(turn.text)
                 ):
@@ -1808,7 +1807,7 @@ class _Policy:
                 s.pending.contact = self.contact_change
                 if self.contact_change and not s.pending.address:
                     # "收货人电话改成139…" before the order is chosen: kept for it
-                    s.pending.current = self.contact_in_turn() or {}
+                    s.pending.contact_given = self.contact_in_turn() or {}
             if intent == "get_refund":
                 s.pending.reason = self.reason_in_request()
             d = self.offer_orders(choices, f"{intent}: no order id; listing recent orders")
@@ -1828,18 +1827,21 @@ class _Policy:
     def product_in_no_order(self, orders: Sequence[orders_pb2.Order]) -> str:
         """The product the message names (as written) when none of ``orders`` has it: "" when
         it names none, or one of the orders has it."""
-        text = self.turn.text
+        turn = self.turn
         # only a product the customer says they bought: "english" in "answer in english", the
         # "box" of "box was crushed" and "gift" in "gift wrap" name catalog products too
-        named = [e for e in self.turn.entities if e.type == "product" and e.text]
-        named = [e for e in named if bought_pattern(e.text).search(text)]
+        named = [
+            e
+            for e in turn.entities
+            if e.type == "product" and e.text and bought_pattern(e.text).search(turn.text)
+        ]
         if not named or not orders:
             return ""
         bought = {i.product_id for o in orders for i in o.items}
         if any(e.value in bought for e in named):
             return ""
         choices = [choice_of(o, self.lang) for o in orders]
-        if followups.top_mentions(self.turn.text, choices, self.turn.named_products()):
+        if followups.top_mentions(turn.text, choices, turn.named_products()):
             return ""
         return named[0].text
 

@@ -530,21 +530,25 @@ class FaqService:
         ):
             vector = np.frombuffer(turn.embedding, dtype="<f2").astype(np.float32)
         if vector is None or vector.shape[0] != index.vectors.shape[1]:
-            metrics.FAQ_QUERY_VECTORS.labels("computed").inc()
-            loop = asyncio.get_running_loop()
-            vector = await loop.run_in_executor(self.executor, index.embed_query, query)
+            vector = await self._embed(index, query, "computed")
         else:
             metrics.FAQ_QUERY_VECTORS.labels("carried").inc()
         hit = index.lookup_vector(vector, turn.language)
+        if hit is not None:
+            return hit
         generic = with_products_as_item(turn, query)
-        if hit is None and generic != query:
-            # a second try with the product named generically: "is the bamboo cutting board in
-            # stock?" scored 0.879 on the out-of-stock entry, "is this item in stock?" 0.952
-            metrics.FAQ_QUERY_VECTORS.labels("product_as_item").inc()
-            loop = asyncio.get_running_loop()
-            vector = await loop.run_in_executor(self.executor, index.embed_query, generic)
-            hit = index.lookup_vector(vector, turn.language)
-        return hit
+        if generic == query:
+            return None
+        # a second try with the product named generically: "is the bamboo cutting board in
+        # stock?" scored 0.879 on the out-of-stock entry, "is this item in stock?" 0.952
+        vector = await self._embed(index, generic, "product_as_item")
+        return index.lookup_vector(vector, turn.language)
+
+    async def _embed(self, index: FaqIndex, text: str, source: str) -> np.ndarray:
+        """The message's vector computed here, off the event loop, counted by ``source``."""
+        metrics.FAQ_QUERY_VECTORS.labels(source).inc()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, index.embed_query, text)
 
 
 def without_order_ids(turn: Turn) -> str:

@@ -62,10 +62,11 @@ class Pending:
     product_ids: list[str] = field(default_factory=list)  # lines chosen for a return
     reason: str = ""
     # an address change asked for the recipient's phone or name ("改一下收货人电话"): a new phone
-    # alone is the answer, the rest of the current address (``current``) is kept. While the
-    # order is being chosen, ``current`` holds the new phone if the request gave it.
+    # alone is the answer, the rest of the current address (``current``) is kept; a phone the
+    # request itself gave ("收货人电话改成139…") waits in ``contact_given`` for the order choice
     contact: bool = False
     current: dict[str, str] = field(default_factory=dict)
+    contact_given: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
