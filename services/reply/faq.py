@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +222,7 @@ class FaqIndex:
         if not pairs:
             raise FaqError("the FAQ is empty: run `kefu seed`")
         self.owner = [faq_id for faq_id, _ in pairs]
+        self.owner_ids = np.asarray(self.owner)
         build = index_embedder or embedder
         self.vectors = _normalise(build.embed([t for _, t in pairs], prefix=self.index_prefix))
 
@@ -231,14 +232,25 @@ class FaqIndex:
     def embed_query(self, text: str) -> np.ndarray:
         return _normalise(self.embedder.embed([text], prefix=self.query_prefix))[0]
 
-    def nearest(self, vector: np.ndarray) -> tuple[str, float]:
+    def nearest(
+        self, vector: np.ndarray, among: Collection[str] | None = None
+    ) -> tuple[str, float]:
+        """The best entry id and its cosine; only ``among`` those ids when given."""
         scores = self.vectors @ _normalise(vector.reshape(1, -1).astype(np.float32))[0]
+        if among is not None:
+            scores = np.where(np.isin(self.owner_ids, list(among)), scores, -1.0)
         best = int(np.argmax(scores))
         return self.owner[best], float(scores[best])
 
-    def lookup_vector(self, vector: np.ndarray, language: str) -> FaqHit | None:
-        faq_id, score = self.nearest(vector)
-        if score < self.threshold:
+    def lookup_vector(
+        self,
+        vector: np.ndarray,
+        language: str,
+        threshold: float | None = None,
+        among: Collection[str] | None = None,
+    ) -> FaqHit | None:
+        faq_id, score = self.nearest(vector, among)
+        if score < (self.threshold if threshold is None else threshold):
             return None
         lang = language if (faq_id, language) in self.answers else _other(language)
         answer = self.answers.get((faq_id, lang))
@@ -515,7 +527,11 @@ class FaqService:
         if swapped:
             await self._rebuild()
 
-    async def lookup(self, turn: Turn) -> FaqHit | None:
+    async def lookup(
+        self, turn: Turn, threshold: float | None = None, among: Collection[str] | None = None
+    ) -> FaqHit | None:
+        """The best entry at or above ``threshold`` (default: the measured THRESHOLD). A caller
+        that knows the topic by other means names the entries (``among``) and may accept less."""
         index, version = self.index, self.index_version
         if index is None:
             return None
@@ -533,7 +549,7 @@ class FaqService:
             vector = await self._embed(index, query, "computed")
         else:
             metrics.FAQ_QUERY_VECTORS.labels("carried").inc()
-        hit = index.lookup_vector(vector, turn.language)
+        hit = index.lookup_vector(vector, turn.language, threshold, among)
         if hit is not None:
             return hit
         generic = with_products_as_item(turn, query)
@@ -542,7 +558,7 @@ class FaqService:
         # a second try with the product named generically: "is the bamboo cutting board in
         # stock?" scored 0.879 on the out-of-stock entry, "is this item in stock?" 0.952
         vector = await self._embed(index, generic, "product_as_item")
-        return index.lookup_vector(vector, turn.language)
+        return index.lookup_vector(vector, turn.language, threshold, among)
 
     async def _embed(self, index: FaqIndex, text: str, source: str) -> np.ndarray:
         """The message's vector computed here, off the event loop, counted by ``source``."""

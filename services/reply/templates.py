@@ -388,6 +388,26 @@ TEMPLATES: dict[str, T] = {
             "Sorry, order {order_id} is already {status} and can't be cancelled. {advice}",
         ),
     },
+    "refuse_delivery": {
+        "zh": (
+            "订单{order_id}送到时直接拒收即可，包裹退回仓库后，款项会在1-3个工作日内原路退回。",
+            "订单{order_id}派送时跟快递员说拒收就行；仓库收到退回的包裹后1-3个工作日内原路退款。",
+        ),
+        "en": (
+            "When order {order_id} arrives, just refuse it at the door. Once the parcel is back in our warehouse, the refund goes to your original payment method within 1-3 working days.",
+            "Just tell the courier you refuse order {order_id}. When it's back with us, you're refunded to your original payment method within 1-3 working days.",
+        ),
+    },
+    "refuse_delivery_any": {
+        "zh": (
+            "可以的。包裹送到时直接拒收即可，退回仓库后，款项会在1-3个工作日内原路退回。",
+            "可以，派送时跟快递员说拒收就行；仓库收到退回的包裹后1-3个工作日内原路退款。",
+        ),
+        "en": (
+            "You can. When the parcel arrives, just refuse it at the door. Once it is back in our warehouse, the refund goes to your original payment method within 1-3 working days.",
+            "Yes: tell the courier you refuse the parcel. When it's back with us, you're refunded to your original payment method within 1-3 working days.",
+        ),
+    },
     "ask_address": {
         "zh": (
             "请发送订单{order_id}的新收货地址（省市区+详细地址），当前地址是：{current}。",
@@ -904,6 +924,13 @@ ADVICE: dict[str, dict[str, str]] = {
     "return_why": {
         "zh": "签收后7天内的订单才能申请退货。",
         "en": "Returns are possible for delivered orders within the return window.",
+    },
+    "return_why_faulty": {
+        "zh": "签收后7天内可以无理由退货；如果是质量问题或发错货，签收后30天内可以回复“转人工”，由同事为您处理。",
+        "en": (
+            "Returns are possible within 7 days of delivery; for a faulty or wrong item our team "
+            "can still help within 30 days of delivery: just ask for a person."
+        ),
     },
     "refund_what": {"zh": "查询退款", "en": "have a refund"},
     "refund_why": {"zh": "", "en": ""},

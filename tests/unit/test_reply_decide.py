@@ -1611,6 +1611,8 @@ def test_a_bare_kind_of_product_does_not_pick_the_order_of_an_arbitrary_product(
     [
         ("where is order 77301928", "en", '"77301928" isn\'t an order number'),
         ("我的订单号是123456789012345，帮我查一下", "zh", "“123456789012345”不是订单号"),
+        ("where is order 12345", "en", '"12345" isn\'t an order number'),
+        ("订单号1234到哪了", "zh", "“1234”不是订单号"),
     ],
 )
 def test_an_order_number_of_the_wrong_length_is_pointed_out(
@@ -1622,6 +1624,9 @@ def test_an_order_number_of_the_wrong_length_is_pointed_out(
     # a mobile number is no order number
     phone = Chat(shop(), language="zh").say("订单收货电话13912345678", "track_order", 0.9)
     assert "不是订单号" not in phone.text
+    # nor is a quantity or a price after the order word
+    for said in ("my order 2 items are missing", "order 199.00 charged twice"):
+        assert "isn't an order number" not in Chat(shop()).say(said, "track_order", 0.9).text
 
 
 @pytest.mark.parametrize(
@@ -1851,3 +1856,89 @@ def test_the_recipients_name_is_changed_with_or_without_a_phone(
     chat.say("对的" if language == "zh" else "yes", "greeting", 0.6)
     sent = orders.last_request["address"]
     assert (sent.name, sent.phone, sent.line1) == (name, phone, "旧地址1号")
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("nvm found it. thanks bye", "en"), ("好的谢谢 没问题了", "zh"), ("thanks, that's all", "en")],
+)
+def test_thanks_that_ends_the_chat_is_a_goodbye(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "thanks", 0.9)
+    assert d.template_id == "goodbye", d.text
+
+
+def test_plain_thanks_still_offers_more_help() -> None:
+    assert Chat(shop()).say("thanks a lot!", "thanks", 0.99).template_id == "thanks"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "language"),
+    [("ok then I'll just refuse the delivery, thanks", "en"), ("那我直接拒收吧", "zh")],
+)
+def test_refusing_the_parcel_after_a_refused_cancellation_says_how(
+    refusal: str, language: str
+) -> None:
+    # the refused cancellation was repeated word for word
+    chat = Chat(shop(), language=language)
+    assert chat.say("cancel 7730192846", "cancel_order", 0.99).template_id == "cancel_refused"
+    d = chat.say(refusal, "cancel_order", 0.63)
+    assert d.action == "answer" and d.template_id == "refuse_delivery", d.text
+    assert "7730192846" in d.text and d.order_call is None
+
+
+def test_a_refused_parcel_in_the_past_is_not_told_how_to_refuse() -> None:
+    d = Chat(shop(), language="zh").say("我拒收了，退款什么时候到", "track_refund", 0.9)
+    assert d.template_id not in ("refuse_delivery", "refuse_delivery_any"), d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "said"),
+    [
+        ("收到的货发错了，我买的是黑色的给我发了白色", "zh", "30天内"),
+        ("the blender I got is broken", "en", "30 days"),
+    ],
+)
+def test_a_faulty_item_past_the_return_window_is_told_a_person_can_help(
+    text: str, language: str, said: str
+) -> None:
+    orders = FakeOrders([make_order("7730192857", "u1001", "delivered", delivered_days_ago=12)])
+    d = Chat(orders, language=language).say(text, "change_order", 0.82)
+    assert d.template_id == "no_eligible_orders" and said in d.text, d.text
+    # a plain return past the window keeps the plain reason
+    d = Chat(orders, language=language).say("I want to return something", "get_refund", 0.99)
+    assert "30 days" not in d.text and "30天" not in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "key", "faq_id"),
+    [
+        (
+            "do you price match? it's cheaper at another shop",
+            "delivery_options",
+            "price",
+            "faq-price-match",
+        ),
+        ("别家更便宜，能按那个价吗", "delivery_options", "别家", "faq-price-match"),
+        ("can I add a gift message to my order?", "change_order", "gift", "faq-gift-wrap"),
+        ("不寄回能退款吗", "get_refund", "寄回", "faq-refund-without-return"),
+        (
+            "my package arrived but one item is missing",
+            "change_order",
+            "missing",
+            "faq-missing-item",
+        ),
+        ("包裹到了但是少了一样东西", "track_order", "少了", "faq-missing-item"),
+    ],
+)
+def test_a_topic_a_rule_names_takes_its_faq_entry_at_a_lower_score(
+    text: str, intent: str, key: str, faq_id: str
+) -> None:
+    faq = FakeFaq({key: (faq_id, "the entry's answer")}, scores={key: 0.91})
+    d = Chat(shop(), faq=faq).say(text, intent, 0.9)
+    assert d.action == "faq" and d.faq_id == faq_id, (d.action, d.text)
+    # the search must agree: another entry at that score is no answer
+    other = FakeFaq({key: ("faq-delivery-time", "the entry's answer")}, scores={key: 0.91})
+    assert Chat(shop(), faq=other).say(text, intent, 0.9).faq_id != "faq-delivery-time"
+    # nor is that entry under the topic's bar
+    low = FakeFaq({key: (faq_id, "the entry's answer")}, scores={key: 0.85})
+    assert Chat(shop(), faq=low).say(text, intent, 0.9).faq_id != faq_id

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from kefu.v1 import orders_pb2
 from services.reply.decide import Decision, Deps, EntityRef, Recommended, Turn, decide
+from services.reply.faq import THRESHOLD as FAQ_THRESHOLD
 from services.reply.faq import FaqHit
 from services.reply.orders_client import OrderCallResult
 from services.reply.state import DialogueState
@@ -181,11 +183,17 @@ class FakeFaq:
     """Answers when the text contains one of its keys (stands in for semantic search)."""
 
     entries: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (faq_id, answer)
+    scores: dict[str, float] = field(default_factory=dict)  # key -> its score (default 0.97)
 
-    async def lookup(self, turn: Turn) -> FaqHit | None:
+    async def lookup(
+        self, turn: Turn, threshold: float | None = None, among: Collection[str] | None = None
+    ) -> FaqHit | None:
         for key, (faq_id, answer) in self.entries.items():
-            if key in turn.text:
-                return FaqHit(faq_id, 0.97, answer, turn.language)
+            score = self.scores.get(key, 0.97)
+            if among is not None and faq_id not in among:
+                continue
+            if key in turn.text and score >= (FAQ_THRESHOLD if threshold is None else threshold):
+                return FaqHit(faq_id, score, answer, turn.language)
         return None
 
 
