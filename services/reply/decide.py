@@ -282,10 +282,31 @@ _THIS_ORDER = re.compile(
     r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
     re.IGNORECASE,
 )
+# Signing up with a phone or e-mail that has an account already
+_ALREADY_REGISTERED = re.compile(
+    r"\balready (?:in use|registered|exists|taken|used|has an account|linked)\b|"
+    r"已(?:经)?(?:被)?注册|已存在|被占用|已被(?:使用|绑定)",
+    re.IGNORECASE,
+)
+# The customer asks for the other language ("can you reply in English please", "请说中文"): the
+# reply is in that language already (ingest detects it); the request itself is acknowledged
+_LANGUAGE_REQUEST = re.compile(
+    r"\b(?:in|speak|use|reply in|answer in|talk in|write in) english\b|\benglish,? please\b|"
+    r"\bdo you speak english\b|(?:说|讲|用|回复)中文|中文回复|中文(?:可以|行)吗",
+    re.IGNORECASE,
+)
 # A short follow-up about the order just discussed: "那退款呢" / "and the refund?"
 _FOLLOW_UP = re.compile(
     r"^(?:那|那么|那这个|那这单)\S{0,8}呢?[？?。.!！]*$|^\S{0,8}呢[？?]*$|"
     r"^(?:and|what about|how about)\s+(?:the\s+)?\w+(?:\s+\w+)?\s*[?.!]*$",
+    re.IGNORECASE,
+)
+# The parcel's tracking number or courier asked for ("what was the tracking number again?", "which
+# courier is it?", "快递单号多少"): right after an order answer, that order's tracking
+_PARCEL_DETAIL = re.compile(
+    r"\btracking (?:number|no\.?|code|id)\b|\b(?:which|what) (?:courier|carrier|delivery company|"
+    r"shipping company|express company)\b|\bwho(?:'s| is) (?:delivering|shipping|bringing) it\b|"
+    r"运单号|快递单号|物流单号|单号(?:是)?多少|哪家快递|什么快递|哪个快递|快递公司|哪家物流",
     re.IGNORECASE,
 )
 _OTHER_ORDER = re.compile(
@@ -452,6 +473,8 @@ _RECEIVED_PROBLEM = re.compile(
     r"发错|错发|货不对|发来的(?:是|不是|东西|货)|收到的?.{0,10}(?:不对|不是我|坏了|坏的|破了|碎了|裂了|有(?:个|一个|几个)?洞)|"
     r"(?:屏幕|屏|外壳|盒子里的|东西|商品|宝贝|衣服|杯子|碗|盘子).{0,4}(?:碎了|裂了|坏了|破了)|"
     r"有(?:个|一个|几个|条|一条)?(?:洞|破洞|裂缝|裂痕|裂纹)|不是我(?:买|要|订)的|质量问题|"
+    r"质量(?:太|很|非常|特别)?(?:不好|差|不行|有问题)|\b(?:poor|bad|terrible|awful) quality\b|"
+    r"\bquality (?:is )?(?:so |really |very )?(?:poor|bad|terrible|awful)\b|"
     r"\b(?:sent|shipped|gave|delivered)\s+(?:me\s+)?(?:the\s+|a\s+)?wrong\b|"
     r"\bwrong\s+(?:item|size|colou?r|product|thing|model|one)s?\b(?:\s+(?:was\s+)?(?:sent|delivered|arrived))?|"
     r"\bnot what i (?:ordered|bought|paid for)\b|"
@@ -1322,6 +1345,16 @@ class _Policy:
             # "能催一下发货吗，急用" (track_order 0.31) was asked to choose between three intents:
             # the customer's unshipped orders are what it is about
             return await self.ask_which_order("track_order")
+        if (
+            _PARCEL_DETAIL.search(text)
+            and not turn.values("order_id")
+            and self.recent_order()
+            and turn.intent not in WRITE_REQUESTS
+            and not _OTHER_ORDER.search(text)
+        ):
+            # "what was the tracking number again?" right after tracking an order listed every
+            # order to choose from; "which courier is it?" got the delivery options
+            return await self.serve("track_order", self.recent_order())
         if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")
@@ -1333,6 +1366,9 @@ class _Policy:
             if turn.values("order_id"):
                 return await self.serve("change_shipping_address", turn.values("order_id")[0])
             return await self.ask_which_order("change_shipping_address")
+        if _LANGUAGE_REQUEST.search(text) and len(text) <= 40 and not turn.values("order_id"):
+            # "can you reply in English please" (out of scope 0.68) was "I can't help with that"
+            return self.say("answer", "asked for the other language", "language_ok")
         if turn.out_of_scope:
             return await self.out_of_scope()
         order_ids = turn.values("order_id")
@@ -1554,6 +1590,11 @@ class _Policy:
         return self.say("clarify", "out of scope: saying what the bot can do", "out_of_scope")
 
     async def inform(self, intent: str) -> Decision:
+        if intent in ("registration_problems", "create_account") and _ALREADY_REGISTERED.search(
+            self.turn.text
+        ):
+            # "it says my email is already in use" got the advice for a missing code
+            return self.say("answer", f"{intent}: already registered", "already_registered")
         hit = await self.faq_hit()
         if hit is not None:
             return self.faq_answer(hit, f"{intent}: FAQ match")
@@ -1649,6 +1690,10 @@ class _Policy:
                 return await self.serve(p.intent, order_id)
             if address is not None:
                 return self.offer_orders(p.choices, "new address noted: asking which order")
+            if _LANGUAGE_REQUEST.search(turn.text):
+                # "can you reply in English please" was "couldn't match that" (and counted)
+                d = self.offer_orders(p.choices, "asked for the other language: asking again")
+                return replace(d, text=tpl.advice("language_ok", self.lang) + d.text)
             if self.switching(p):
                 return None
             unlisted = await self.unlisted_order_named(p)

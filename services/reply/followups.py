@@ -379,7 +379,8 @@ _STATUS_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for status, rx in (
         (
             "pending",
-            r"\bunpaid\b|\bnot (?:yet )?paid\b|awaiting payment|待付款|没付款|未付款|还没付",
+            r"\bunpaid\b|\b(?:not|n'?t|never) (?:yet )?paid\b|\bhave ?n[o']?t (?:yet )?paid\b|"
+            r"awaiting payment|待付款|没付款|未付款|还没付",
         ),
         (
             "paid",
@@ -401,7 +402,7 @@ def by_status(text: str, choices: Sequence[OrderChoice]) -> OrderChoice | None:
     """The one offered order in the state the message names; None when none or several are.
     Only a short pick ("the paid one", "已签收的那个"): "tracking says delivered but nothing
     arrived" names no delivered order."""
-    short = len(text) <= 14 if re.search(r"[\u4e00-\u9fff]", text) else len(text.split()) <= 6
+    short = len(text) <= 14 if re.search(r"[\u4e00-\u9fff]", text) else len(text.split()) <= 8
     if not (short and _PICK_WORDING.search(text)):
         return None
     for status, rx in _STATUS_WORDS:

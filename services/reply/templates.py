@@ -87,6 +87,26 @@ TEMPLATES: dict[str, T] = {
             "My pleasure. Let me know if you need anything else.",
         ),
     },
+    "already_registered": {
+        "zh": (
+            "这个手机号或邮箱已经注册过账户了：直接用它登录，或在登录页点“忘记密码”重新设置密码即可。",
+            "提示已注册，说明这个手机号或邮箱已有账户。可以直接登录；忘了密码的话在登录页点“忘记密码”找回。",
+        ),
+        "en": (
+            "That number or e-mail already has an account: log in with it, or tap Forgot Password on the login page to set a new password.",
+            "It means there's already an account with that number or e-mail. Just log in, or use Forgot Password on the login page if you don't remember it.",
+        ),
+    },
+    "language_ok": {
+        "zh": (
+            "好的，我用中文为您服务。请问有什么可以帮您？",
+            "没问题，之后用中文回复您。请问需要什么帮助？",
+        ),
+        "en": (
+            "Sure, I'll reply in English. How can I help?",
+            "Of course, English it is. What can I do for you?",
+        ),
+    },
     "order_help": {
         "zh": (
             "好的，请问订单需要什么帮助？查物流、修改或取消订单、改地址、退货退款，还是发票？",
@@ -948,6 +968,7 @@ ADVICE: dict[str, dict[str, str]] = {
         "zh": "您最近的订单里没有找到“{product}”。",
         "en": "I couldn't find {product} in your recent orders. ",
     },
+    "language_ok": {"zh": "好的，我用中文回复您。", "en": "Sure, I'll reply in English. "},
     "not_an_order_id": {
         "zh": "“{number}”不是订单号（订单号是10位数字）。",
         "en": '"{number}" isn\'t an order number (they have 10 digits). ',

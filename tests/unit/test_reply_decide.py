@@ -1681,6 +1681,7 @@ def test_a_fault_named_when_asked_which_order_is_a_return_of_that_order() -> Non
         ("I need to change the shipping address", "the paid one", "en", "7730192812"),
         ("where is my order", "the one that hasn't shipped", "en", "7730192812"),
         ("我的订单到哪了", "已签收的那个", "zh", "7730192857"),
+        ("where is my order", "the one I haven't paid for yet", "en", "7730192801"),
     ],
 )
 def test_an_order_of_the_list_is_picked_by_its_state(
@@ -1895,6 +1896,8 @@ def test_a_refused_parcel_in_the_past_is_not_told_how_to_refuse() -> None:
     ("text", "language", "said"),
     [
         ("收到的货发错了，我买的是黑色的给我发了白色", "zh", "30天内"),
+        ("质量不好", "zh", "30天内"),
+        ("the quality is really poor", "en", "30 days"),
         ("the blender I got is broken", "en", "30 days"),
     ],
 )
@@ -1942,3 +1945,47 @@ def test_a_topic_a_rule_names_takes_its_faq_entry_at_a_lower_score(
     # nor is that entry under the topic's bar
     low = FakeFaq({key: (faq_id, "the entry's answer")}, scores={key: 0.85})
     assert Chat(shop(), faq=low).say(text, intent, 0.9).faq_id != faq_id
+
+
+@pytest.mark.parametrize(
+    ("ask", "language"),
+    [
+        ("what was the tracking number again?", "en"),
+        ("which courier is it?", "en"),
+        ("快递单号是多少", "zh"),
+        ("哪家快递送的", "zh"),
+    ],
+)
+def test_the_parcels_tracking_number_asked_after_tracking_is_that_orders(
+    ask: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    assert chat.say("track 7730192846", "track_order", 0.98).action == "order"
+    d = chat.say(ask, "delivery_options" if "courier" in ask else "track_order", 0.9)
+    assert d.action == "order" and d.order_call is not None, d.text
+    assert d.order_call.order_id == "7730192846"
+
+
+def test_asking_for_the_other_language_is_acknowledged_and_the_question_kept() -> None:
+    chat = Chat(shop(), language="zh")
+    assert chat.say("我的快递到哪了", "track_order", 1.0).action == "ask"
+    chat.language = "en"  # ingest detects the English message
+    d = chat.say("can you reply in English please", "out_of_scope", 0.68)
+    assert d.action == "ask" and d.text.startswith("Sure, I'll reply in English."), d.text
+    assert "7730192846" in d.text  # the orders to choose from again
+    assert chat.say("the first one", "out_of_scope", 0.5).action == "order"
+    # with nothing pending: acknowledged, not "I can't help with that"
+    d = Chat(shop(), language="zh").say("请用中文回复", "out_of_scope", 0.9)
+    assert d.action == "answer" and d.template_id == "language_ok", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("I can't register, it says my email is already in use", "en"),
+        ("注册提示手机号已被注册", "zh"),
+    ],
+)
+def test_signing_up_with_a_registered_email_is_told_to_log_in(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "registration_problems", 1.0)
+    assert d.template_id == "already_registered", d.text

@@ -94,6 +94,8 @@ def test_handoff_record_and_summary() -> None:
         ("my lawyer will call", True),
         ("someone logged into my account and placed orders i didnt make", True),
         ("我的账号被盗了 有人用我的账号下单", True),
+        ("账号好像被盗了，有几个订单不是我下的", True),
+        ("这个订单不是我下的", True),
         ("my package was stolen from my porch", True),
         ("I received someone else's package", True),
         ("我的包裹被人偷了", True),
