@@ -65,9 +65,18 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    a message with an order id, or one saying "it" / "my order" right after an order was looked
    up (rule 7), whose top intent is an order intent at ≥ ORDER_HINT_CONFIDENCE goes on as that
    intent (the message is plainly about that order).
+4b. The customer will refuse the parcel ("ok then I'll just refuse the delivery", "那我直接拒收吧")
+   → ``answer`` saying how refusing works (for the order just discussed when there is one); the
+   tracking number or courier asked for right after an order answer ("which courier is it?") →
+   that order's tracking (rule 7); asking for the other language ("can you reply in English
+   please", "请用中文") → ``answer`` acknowledging it (while asked which order: the list again,
+   in that language, not counted as a failed pick).
 5. out_of_scope → ``faq`` when an FAQ entry matches above its threshold, else ``clarify`` saying
    what the bot can help with.
-6. greeting / thanks / goodbye → ``answer``.
+6. greeting / thanks / goodbye → ``answer``; thanks that ends the chat ("thanks bye", "好的谢谢
+   没问题了") → ``answer`` saying goodbye. Then a topic a rule names (price matching, a refund
+   without a return, a gift message, an item missing from a parcel) → ``faq`` with that entry
+   when the message scores at least TOPIC_FAQ_THRESHOLD on it, whatever intent was read.
 7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
    track_refund, check_invoice, get_invoice; delivery_period about one of the customer's orders
    counts as track_order: "when will my parcel arrive", "我买的耳机什么时候到", an order id, but
