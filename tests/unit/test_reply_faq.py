@@ -126,6 +126,20 @@ def test_index_answers_in_the_customers_language_above_the_threshold_only() -> N
     assert set(embedder.prefixes) == {"query: "}
 
 
+def test_a_lookup_among_named_entries_takes_their_best_at_its_own_threshold() -> None:
+    index = FaqIndex(ENTRIES, CharGrams(), ("query: ", "query: "), threshold=0.99)
+    vector = index.embed_query("How much is shipping by card?")
+    best, best_score = index.nearest(vector)
+    among, among_score = index.nearest(vector, among={"faq-pay"})
+    assert best == "faq-ship" and among == "faq-pay" and among_score < best_score
+    assert index.lookup_vector(vector, "en") is None  # under the general threshold
+    hit = index.lookup_vector(vector, "en", threshold=among_score - 0.01, among={"faq-pay"})
+    assert hit is not None and hit.faq_id == "faq-pay" and hit.answer == "Cards, Alipay."
+    assert (
+        index.lookup_vector(vector, "en", threshold=among_score + 0.01, among={"faq-pay"}) is None
+    )
+
+
 def test_holdout_split_keeps_the_held_out_question_out_of_the_index() -> None:
     indexed, held = holdout_split(ENTRIES)
     assert len(held) == len(ENTRIES)
