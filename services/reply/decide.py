@@ -406,6 +406,7 @@ _VAGUE_ORDER_HELP = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]")  # a letter, digit or CJK character
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
     r"^(?:全部|都退|所有|第?[一二三1-3][个件]|all(?: of them)?|both|everything|"
@@ -1252,6 +1253,14 @@ class _Policy:
         corrected = await self.correction(named)
         if corrected is not None:
             return corrected
+        if (
+            followups.ordinal(turn.text) is not None
+            and not turn.values("order_id")
+            and (len(turn.text) <= 8 if _HAN.search(turn.text) else len(turn.text.split()) <= 4)
+        ):
+            # "第一个" with no list to pick from (none was offered: "no order can be returned")
+            # was greeted as a hello
+            return self.say("ask", "a pick with nothing to pick from", "nothing_to_pick")
         bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
         if bare_ids:
             # an order id alone, nothing asked before it: the customer wants that order's state

@@ -107,6 +107,16 @@ TEMPLATES: dict[str, T] = {
             "Of course, English it is. What can I do for you?",
         ),
     },
+    "nothing_to_pick": {
+        "zh": (
+            "请问您指的是哪一个？可以直接发订单号或商品名称给我。",
+            "不好意思，没太明白是哪一个，麻烦发一下订单号或商品名称～",
+        ),
+        "en": (
+            "Which one do you mean? You can send me the order number or the product's name.",
+            "Sorry, I'm not sure which one you mean. Could you send the order number or the product name?",
+        ),
+    },
     "order_help": {
         "zh": (
             "好的，请问订单需要什么帮助？查物流、修改或取消订单、改地址、退货退款，还是发票？",

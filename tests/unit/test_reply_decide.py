@@ -1266,7 +1266,7 @@ def test_picking_an_option_of_a_clarify_acts_on_that_request() -> None:
     chat = Chat(shop())
     chat.say("hmm refund thing", "get_refund", 0.44, ranking=ranking)
     chat.say("hello", "greeting")
-    assert chat.say("1", "out_of_scope", 0.9).action != "ask"
+    assert chat.say("1", "out_of_scope", 0.9).template_id == "nothing_to_pick"
 
 
 @pytest.mark.parametrize(("text", "language"), [("你能干什么", "zh"), ("what can you do", "en")])
@@ -1989,3 +1989,12 @@ def test_asking_for_the_other_language_is_acknowledged_and_the_question_kept() -
 def test_signing_up_with_a_registered_email_is_told_to_log_in(text: str, language: str) -> None:
     d = Chat(shop(), language=language).say(text, "registration_problems", 1.0)
     assert d.template_id == "already_registered", d.text
+
+
+@pytest.mark.parametrize(("pick", "language"), [("第一个", "zh"), ("the first one", "en")])
+def test_a_pick_with_no_list_to_pick_from_asks_which_one(pick: str, language: str) -> None:
+    orders = FakeOrders([make_order("7730192857", "u1001", "delivered", delivered_days_ago=12)])
+    chat = Chat(orders, language=language)
+    assert chat.say("我想退货", "get_refund", 0.98).template_id == "no_eligible_orders"
+    d = chat.say(pick, "greeting", 0.88)
+    assert d.action == "ask" and d.template_id == "nothing_to_pick", d.text
