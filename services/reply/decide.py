@@ -510,7 +510,8 @@ _PRODUCT_BROKEN = re.compile(
 )
 # Answers to a customer who declined or dropped something: "先不改了" reads negative to the
 # sentiment model, but "Sorry about the trouble. OK, the order stays as it is" is odd.
-_NO_APOLOGY_TEMPLATES = frozenset({"kept", "dropped", "acknowledged"})
+# (nor a goodbye: "没事了 拜拜" reads negative, and "非常抱歉给您带来不便。再见" is odd)
+_NO_APOLOGY_TEMPLATES = frozenset({"kept", "dropped", "acknowledged", "goodbye"})
 # read confidently, these win over a request for suggestions in the same message
 _NOT_FOR_SUGGESTIONS = frozenset({"complaint", "contact_human_agent", "payment_issue"})
 _APOLOGY_OPENING = re.compile(
@@ -1053,7 +1054,11 @@ def item_choices(order: orders_pb2.Order, language: str) -> list[OrderChoice]:
 # Chinese often drops the "我": "地址填错了，还没发货能改不" tells of the customer's own order (it got
 # the FAQ's answer for a wrong item delivered)
 _OWN = re.compile(
-    r"我|填错|写错|选错|拍错|还没(?:发货|发|到|收到)|刚(?:下|付)|已经(?:下单|付款|付了)|"
+    r"我|填错|写错|选错|拍错|还没(?:发货|发|到|收到|退款|退钱)|刚(?:下|付)|已经(?:下单|付款|付了)|"
+    # "退货寄回去一周了还没退款": a refund the customer is waiting for, not the policy
+    r"寄回去?(?:了|\S{0,4}天|\S{0,4}周)|退款(?:还没|怎么还没|一直没)|"
+    r"\b(?:refund|money) (?:still )?(?:hasn'?t|has not|never|didn'?t|did not)\b|"
+    r"\b(?:still|already) (?:no|waiting for (?:the|a)) refund\b|\bsent (?:it|them|the \w+) back\b|"
     # "快递到哪了😭" asks where the customer's parcel is ("快递一般几天到" is general)
     r"(?:快递|包裹|物流|单子|这单|那单).{0,3}(?:到哪|在哪|到了吗|怎么还没)|"
     r"\bwhere(?:'s| is|s) (?:the|our) (?:package|parcel|order|delivery|stuff)\b|"

@@ -1998,3 +1998,24 @@ def test_a_pick_with_no_list_to_pick_from_asks_which_one(pick: str, language: st
     assert chat.say("我想退货", "get_refund", 0.98).template_id == "no_eligible_orders"
     d = chat.say(pick, "greeting", 0.88)
     assert d.action == "ask" and d.template_id == "nothing_to_pick", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("退货寄回去一周了还没退款", "zh"),
+        ("sent it back two weeks ago, the refund still hasn't come", "en"),
+    ],
+)
+def test_a_refund_waited_for_is_the_customers_own_not_the_policy(text: str, language: str) -> None:
+    # the new refund-without-return entry scored 0.941 and answered it in general
+    faq = FakeFaq({"退款": ("faq-refund-without-return", "…"), "refund": ("faq-refund-time", "…")})
+    d = Chat(shop(), language=language, faq=faq).say(text, "track_refund", 0.98)
+    assert d.action in ("ask", "order") and d.faq_id == "", d.text
+
+
+def test_no_apology_before_goodbye() -> None:
+    d = Chat(shop(), language="zh").say(
+        "没事了 拜拜", "goodbye", 1.0, sentiment="negative", negative=0.9
+    )
+    assert d.template_id == "goodbye" and not d.text.startswith("非常抱歉"), d.text
