@@ -291,6 +291,20 @@ _THIS_ORDER = re.compile(
     r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
     re.IGNORECASE,
 )
+# A street address with its number: what a message that is only an address looks like
+_STREET_ADDRESS = re.compile(
+    r"[路街道巷弄里]\S{0,6}?\d+\s*号|\d+\s*号(?:楼|院)?|"
+    r"\b\d+[a-z]?,?\s+(?:\w+\s+){1,3}(?:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|"
+    r"blvd|way|close|court|ct|place|pl)\b",
+    re.IGNORECASE,
+)
+# The login name forgotten, not the password ("I forgot my username", "忘了用户名")
+_FORGOT_LOGIN_NAME = re.compile(
+    r"\b(?:forgot|forgotten|forget|can'?t remember|don'?t remember|lost)\s+(?:my\s+|the\s+)?"
+    r"(?:user ?name|login(?: name| id)?|account name|account id)\b|"
+    r"(?:忘了|忘记了?|不记得)(?:我的)?(?:用户名|账号名?|帐号名?|登录名|登录账号)",
+    re.IGNORECASE,
+)
 # Signing up with a phone or e-mail that has an account already
 _ALREADY_REGISTERED = re.compile(
     r"\balready (?:in use|registered|exists|taken|used|has an account|linked)\b|"
@@ -416,9 +430,12 @@ _NO_REASON = re.compile(
 # A request stated as a bare command ("取消订单", "cancel order"): in a customer's chat it is about
 # their own order, not the FAQ's how-to ("怎么取消订单" scored 0.99 and answered "取消订单")
 _BARE_REQUEST = re.compile(
-    r"(?:我?(?:想|要|需要|想要))?(?:请|麻烦)?(?:帮忙|帮我)?(?:取消订单|取消|退款|退货|退钱|查物流|查快递|查订单|改地址|修改地址|"
-    r"开发票|要发票|cancel(?: (?:an|the) order)?|cancel order|refund|return(?: an? item)?|"
-    r"track(?: (?:an|the) order)?|track order|change address|invoice)"
+    r"(?:我?(?:想|要|需要|想要))?(?:请|麻烦)?(?:帮忙|帮我)?(?:(?:取消|退款|退货|退钱)(?:一下)?(?:订单)?|"
+    r"(?:查|查询)(?:一下|下)?(?:物流|快递|订单)|(?:改|修改|更改)(?:一下|下)?(?:收货)?地址|"
+    r"(?:收货)?地址(?:改|修改|换)(?:一下|下)|(?:开|要)(?:一下|张)?发票|"
+    r"cancel(?: (?:an|the|my) order)?|cancel order|refund|return(?: an? item)?|"
+    r"track(?: (?:an|the|my) order)?|track order|(?:change|update) (?:the |my )?(?:shipping |delivery )?"
+    r"address|invoice)"
     r"(?:\s*(?:please|pls|plz|吧|啊|呀|谢谢))?[\s。.!！~～]*",
     re.IGNORECASE,
 )
@@ -1116,6 +1133,9 @@ class _Policy:
         elif self.why_cancelled and not turn.escalate:
             # answered with the cancelled order's state (rule 7), among the cancelled orders
             turn = replace(turn, intent="track_order", confidence=max(turn.confidence, 0.9))
+        elif _FORGOT_LOGIN_NAME.search(turn.text) and not turn.values("order_id"):
+            # "I forgot my username" (delete_account 0.58) was told how to delete the account
+            turn = replace(turn, intent="recover_password", confidence=max(turn.confidence, 0.9))
         self.turn = turn
         self.state = state
         self.deps = deps
@@ -1389,6 +1409,15 @@ class _Policy:
             if turn.values("order_id"):
                 return await self.serve("change_shipping_address", turn.values("order_id")[0])
             return await self.ask_which_order("change_shipping_address")
+        if (
+            (turn.out_of_scope or not turn.confident)
+            and not turn.values("order_id")
+            and _STREET_ADDRESS.search(text)
+            and self.address_in_turn() is not None
+        ):
+            # "上海市浦东新区世纪大道100号 李四 139…" sent with nothing asked got "I can't help with
+            # that": a new address means an order's address change; the order is asked for
+            return await self.ask_which_order("change_shipping_address")
         if _LANGUAGE_REQUEST.search(text) and len(text) <= 40 and not turn.values("order_id"):
             # "can you reply in English please" (out of scope 0.68) was "I can't help with that"
             return self.say("answer", "asked for the other language", "language_ok")
@@ -1613,6 +1642,8 @@ class _Policy:
         return self.say("clarify", "out of scope: saying what the bot can do", "out_of_scope")
 
     async def inform(self, intent: str) -> Decision:
+        if intent == "recover_password" and _FORGOT_LOGIN_NAME.search(self.turn.text):
+            return self.say("answer", f"{intent}: the login name forgotten", "forgot_login_name")
         if intent in ("registration_problems", "create_account") and _ALREADY_REGISTERED.search(
             self.turn.text
         ):

@@ -97,6 +97,16 @@ TEMPLATES: dict[str, T] = {
             "It means there's already an account with that number or e-mail. Just log in, or use Forgot Password on the login page if you don't remember it.",
         ),
     },
+    "forgot_login_name": {
+        "zh": (
+            "您可以直接用注册时的手机号或邮箱登录。如果不确定用的是哪个，在登录页点“忘记密码”，输入手机号或邮箱试一下，能收到验证码的就是您的账号。",
+            "登录不需要用户名，用注册的手机号或邮箱就可以。记不清是哪个的话，在登录页点“忘记密码”逐个试一下，收到验证码的就是。",
+        ),
+        "en": (
+            "You can log in with the phone number or e-mail you registered with. Not sure which one? Tap Forgot Password on the login page and enter each: the one that gets a code is your account.",
+            "There's no need for a username: your registered phone number or e-mail works as your login. If you're not sure which, try them under Forgot Password on the login page.",
+        ),
+    },
     "language_ok": {
         "zh": (
             "好的，我用中文为您服务。请问有什么可以帮您？",

@@ -2019,3 +2019,54 @@ def test_no_apology_before_goodbye() -> None:
         "没事了 拜拜", "goodbye", 1.0, sentiment="negative", negative=0.9
     )
     assert d.template_id == "goodbye" and not d.text.startswith("非常抱歉"), d.text
+
+
+@pytest.mark.parametrize(
+    ("command", "question", "language"),
+    [
+        ("改一下地址", "怎么修改收货地址", "zh"),
+        ("地址改一下", "收货地址怎么改", "zh"),
+        ("change shipping address please", "how to change the shipping address?", "en"),
+    ],
+)
+def test_an_address_command_asks_which_order_a_question_gets_the_how_to(
+    command: str, question: str, language: str
+) -> None:
+    # "改一下地址" got the address-book FAQ entry (0.940), which changes no order
+    faq = FakeFaq({"地址": ("faq-address-book", "…"), "address": ("faq-address-book", "…")})
+    d = Chat(shop(), language=language, faq=faq).say(command, "change_shipping_address", 1.0)
+    assert d.action == "ask" and d.order_call is not None, d.text
+    d = Chat(shop(), language=language, faq=faq).say(question, "change_shipping_address", 1.0)
+    assert d.action == "faq"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("I forgot my username", "en"), ("忘记用户名了怎么登录", "zh")]
+)
+def test_a_forgotten_login_name_is_not_an_account_deletion(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "delete_account", 0.58)
+    assert d.template_id == "forgot_login_name", d.text
+
+
+@pytest.mark.parametrize(
+    ("address", "language"),
+    [
+        ("上海市浦东新区世纪大道100号 李四 13900001111", "zh"),
+        ("Flat 2, 15 Baker Street, London NW1 6XE", "en"),
+    ],
+)
+def test_an_address_sent_with_nothing_asked_starts_an_address_change(
+    address: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    d = chat.say(address, "out_of_scope", 0.75)
+    # the order that can still change its address is offered, then confirmed with that address
+    assert d.action == "ask" and "7730192812" in d.text, d.text
+    d = chat.say("1", "out_of_scope", 0.9)
+    assert d.action == "ask" and ("世纪大道100号" in d.text or "Baker Street" in d.text), d.text
+    d = chat.say("是的" if language == "zh" else "yes", "greeting", 0.5)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.rpc == "ChangeShippingAddress", d.text
+    # a number with a street word inside a question is no address sent
+    d = Chat(shop(), language=language).say("what is 2 plus 2", "out_of_scope", 0.99)
+    assert d.action != "ask"
