@@ -75,8 +75,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    what the bot can help with.
 6. greeting / thanks / goodbye → ``answer``; thanks that ends the chat ("thanks bye", "好的谢谢
    没问题了") → ``answer`` saying goodbye. Then a topic a rule names (price matching, a refund
-   without a return, a gift message, an item missing from a parcel) → ``faq`` with that entry
-   when the message scores at least TOPIC_FAQ_THRESHOLD on it, whatever intent was read.
+   without a return, a gift message, an item missing from a parcel, the courier, another colour
+   or size) → ``faq`` with that entry when the message scores at least TOPIC_FAQ_THRESHOLD on
+   it, whatever intent was read (also for unsure and out-of-scope messages, rules 4 and 5).
 7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
    track_refund, check_invoice, get_invoice; delivery_period about one of the customer's orders
    counts as track_order: "when will my parcel arrive", "我买的耳机什么时候到", an order id, but
@@ -624,6 +625,30 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         "faq-missing-item",
+    ),
+    (
+        # "能不能改成顺丰" after tracking was read as an address change of the shipped order
+        re.compile(
+            r"(?:改|换)(?:成|用)?(?:顺丰|京东|邮政|圆通|中通|申通|韵达|极兔|EMS|别的快递|其他快递)|指定快递|"
+            r"(?:发|用)(?:的)?(?:什么|哪家|哪个)快递|\b(?:which|what) (?:courier|carrier|delivery company|"
+            r"shipping company)s? do you\b|\b(?:ship|send) (?:it |them )?(?:with|by|via) (?:dhl|ups|fedex|"
+            r"sf|ems|jd)\b|\b(?:choose|pick|change) the (?:courier|carrier)\b",
+            re.IGNORECASE,
+        ),
+        "faq-courier",
+    ),
+    (
+        # "do you have this jacket in blue" got the delivery options
+        re.compile(
+            r"\b(?:do you have|have you got|is there|does (?:it|this|that|the \w+) come|can i get) "
+            r"(?:(?:it|this|that|these|one|the \w+|this \w+|that \w+) )?(?:in|with) (?:a |an )?"
+            r"(?:(?:different|other|another|bigger|smaller|larger) )?(?:colou?rs?|sizes?|blue|red|black|"
+            r"white|green|pink|gr[ae]y|yellow|purple|brown|beige|navy|small|medium|large|xs|xl|xxl)\b|"
+            r"有(?:没有)?(?:别的|其他|其它)(?:颜色|尺码|码数|款式)|有没有.{0,4}(?:色|码)(?:的)?|"
+            r"有.{0,4}(?:色|码)(?:的)?吗|(?:颜色|尺码)还有(?:吗|货)",
+            re.IGNORECASE,
+        ),
+        "faq-product-variants",
     ),
     (
         re.compile(
@@ -1439,7 +1464,7 @@ class _Policy:
         if not turn.confident and not hinted:
             # unsure of the intent, but the FAQ may hold the very question: "优惠券用不了是怎么回事"
             # scored 0.99 on the coupon entry and was asked to choose between three intents
-            hit = await self.faq_hit()
+            hit = await self.topic_faq_hit() or await self.faq_hit()
             if hit is not None:
                 return self.faq_answer(hit, "low intent confidence, but the FAQ answers it")
             return self.low_confidence(self.clarify)
@@ -1636,7 +1661,7 @@ class _Policy:
         return await self.deps.faq.lookup(self.turn, threshold=TOPIC_FAQ_THRESHOLD, among=wanted)
 
     async def out_of_scope(self) -> Decision:
-        hit = await self.faq_hit()
+        hit = await self.topic_faq_hit() or await self.faq_hit()
         if hit is not None:
             return self.faq_answer(hit, "out of scope for the intents, but the FAQ answers it")
         return self.say("clarify", "out of scope: saying what the bot can do", "out_of_scope")
