@@ -421,7 +421,13 @@ _VAGUE_ORDER_HELP = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W_]")  # a letter, digit or CJK character
-_HAN = re.compile(r"[\u4e00-\u9fff]")
+# A pick and nothing else ("第一个", "2", "the first one"); "第一个怎么买" asks something
+_BARE_PICK = re.compile(
+    r"(?:就是|是|要|选)?第?[一二三四五六七八九十两\d]{1,2}(?:个|项|单|条)?(?:吧|呀|啊|哈|那个)?[。.!！~～]*|"
+    r"(?:the\s+)?(?:first|second|third|fourth|fifth|last|latest|most recent|\d{1,2}(?:st|nd|rd|th)?)"
+    r"(?:\s+one)?(?:\s+please)?[.!]*",
+    re.IGNORECASE,
+)
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
     r"^(?:全部|都退|所有|第?[一二三1-3][个件]|all(?: of them)?|both|everything|"
@@ -1303,11 +1309,7 @@ class _Policy:
         corrected = await self.correction(named)
         if corrected is not None:
             return corrected
-        if (
-            followups.ordinal(turn.text) is not None
-            and not turn.values("order_id")
-            and (len(turn.text) <= 8 if _HAN.search(turn.text) else len(turn.text.split()) <= 4)
-        ):
+        if _BARE_PICK.fullmatch(turn.text.strip()) and followups.ordinal(turn.text) is not None:
             # "第一个" with no list to pick from (none was offered: "no order can be returned")
             # was greeted as a hello
             return self.say("ask", "a pick with nothing to pick from", "nothing_to_pick")

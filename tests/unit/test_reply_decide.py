@@ -2001,6 +2001,9 @@ def test_a_pick_with_no_list_to_pick_from_asks_which_one(pick: str, language: st
     assert chat.say("我想退货", "get_refund", 0.98).template_id == "no_eligible_orders"
     d = chat.say(pick, "greeting", 0.88)
     assert d.action == "ask" and d.template_id == "nothing_to_pick", d.text
+    # a question about the first one is no bare pick
+    d = Chat(shop(), language="zh").say("第一个怎么买", "place_order", 0.98)
+    assert d.template_id != "nothing_to_pick", d.text
 
 
 @pytest.mark.parametrize(
