@@ -446,6 +446,13 @@ _BARE_REQUEST = re.compile(
     r"(?:\s*(?:please|pls|plz|吧|啊|呀|谢谢))?[\s。.!！~～]*",
     re.IGNORECASE,
 )
+# "track my headphones order" / "查一下耳机那个订单": a tracking request, whatever else it names
+_TRACK_COMMAND = re.compile(
+    r"^\s*(?:(?:please|pls|can you|could you)\s+)?track\s+(?:my|the|this|that|an?)\b.{0,30}?"
+    r"\b(?:order|package|parcel|delivery|shipment)s?\b|"
+    r"^\s*(?:帮我|麻烦)?(?:查|查询|查看)(?:一下|下)?.{0,10}(?:订单|物流|快递|包裹)",
+    re.IGNORECASE,
+)
 # "where's my <item>" / "我的<item>到哪了": asks after one of the customer's orders
 _WHERE_IS_MY = re.compile(
     r"\bwhere(?:'?s|\s+is|\s+are|'re)\s+my\b|"
@@ -1425,6 +1432,9 @@ class _Policy:
             # "what was the tracking number again?" right after tracking an order listed every
             # order to choose from; "which courier is it?" got the delivery options
             return await self.serve("track_order", self.recent_order())
+        if (turn.out_of_scope or not turn.confident) and _TRACK_COMMAND.search(text):
+            # "track my headphones order" (out of scope 0.88) got "I can't help with that"
+            return await self.ask_which_order("track_order")
         if not turn.confident and _WHERE_IS_MY.search(turn.text):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")

@@ -302,6 +302,20 @@ def _mentions_zh(text: str, names: Sequence[str]) -> bool:
     return any(key in text for name in names for key in zh_keys(name))
 
 
+# "熊猫那个订单" / "熊猫的那单": two characters just before a reference word name the product
+_ZH_REFERENCE = re.compile(r"([\u4e00-\u9fff]{2})的?(?:那个|那单|那件|这个|这单|订单)")
+_ZH_NOT_A_NAME = frozenset(
+    {"一下", "帮我", "我的", "查下", "看下", "上次", "最近", "刚买", "买的", "下单"}
+)
+
+
+def _named_before_reference(text: str, names: Sequence[str]) -> bool:
+    """Two characters of a product's name right before "那个" / "订单": "查一下熊猫那个订单" names
+    "大熊猫毛绒公仔" (it listed every order), away from the head noun zh_keys looks for."""
+    words = {m.group(1) for m in _ZH_REFERENCE.finditer(text)} - _ZH_NOT_A_NAME
+    return any(word in _BRACKETED.sub("", name) for name in names for word in words)
+
+
 # Words shoppers use for an item the catalog names otherwise ("my headphones" for a "gaming
 # headset", "手机套" for a "手机壳"). A match through them scores below any literal match, so
 # "the earbuds" still prefers "Wireless Earbuds" over a "Gaming headset".
@@ -329,6 +343,8 @@ def mentions(text: str, choice: OrderChoice, product_ids: Sequence[str] = ()) ->
         _ZH_SAME_ITEM_RX.sub(lambda m: _ZH_SAME_ITEM[m.group(0)], text), choice.names_zh
     ):
         score = 0.85
+    elif _named_before_reference(text, choice.names_zh):
+        score = 0.45
     # one letter is no reference: the "t" of "hasn't" picked the "T-shirt" order
     words = {_stem(w) for w in _WORD_RX.findall(text.lower()) if len(w) > 1} - _STOP
     keys = _name_keys_en(choice.names_en)

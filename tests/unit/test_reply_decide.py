@@ -2076,3 +2076,12 @@ def test_an_address_sent_with_nothing_asked_starts_an_address_change(
     # a number with a street word inside a question is no address sent
     d = Chat(shop(), language=language).say("what is 2 plus 2", "out_of_scope", 0.99)
     assert d.action != "ask"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("track my phone case order", "en"), ("查一下手机壳那个订单", "zh")]
+)
+def test_a_tracking_command_read_as_out_of_scope_is_tracked(text: str, language: str) -> None:
+    # "track my headphones order" (out of scope 0.88) got "I can't help with that"
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.88)
+    assert d.action in ("ask", "order") and d.order_call is not None, d.text

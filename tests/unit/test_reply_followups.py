@@ -174,6 +174,10 @@ def test_chinese_references_by_head_noun_after_a_set_count_and_one_character_nou
     assert pick_choice("那个锅", [wok, fryer]) is None  # two pots: ask
     assert pick_choice("包裹到了吗", [knives, dishes, wok]) is None
     assert pick_choice("我手机号改了", [cover, knives]) is None  # "套" alone is the noun
+    # a word of the name before "那个" / "订单", away from the head noun
+    panda = OrderChoice("6", "shipped", [], ["大熊猫毛绒公仔 40cm"], ["f"])
+    assert pick_choice("查一下熊猫那个订单", [cover, panda, knives]) is panda
+    assert pick_choice("帮我查一下那个订单", [cover, panda, knives]) is None
 
 
 def test_pick_choice_does_not_guess_between_two_orders_of_the_same_product() -> None:
