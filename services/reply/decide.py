@@ -76,8 +76,9 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 6. greeting / thanks / goodbye → ``answer``; thanks that ends the chat ("thanks bye", "好的谢谢
    没问题了") → ``answer`` saying goodbye. Then a topic a rule names (price matching, a refund
    without a return, a gift message, an item missing from a parcel, the courier, another colour
-   or size) → ``faq`` with that entry when the message scores at least TOPIC_FAQ_THRESHOLD on
-   it, whatever intent was read (also for unsure and out-of-scope messages, rules 4 and 5).
+   or size, current promotions) → ``faq`` with that entry when the message scores at least
+   TOPIC_FAQ_THRESHOLD on it, whatever intent was read (also for unsure and out-of-scope
+   messages, rules 4 and 5).
 7. Order intents (track_order, cancel_order, change_shipping_address, change_order, get_refund,
    track_refund, check_invoice, get_invoice; delivery_period about one of the customer's orders
    counts as track_order: "when will my parcel arrive", "我买的耳机什么时候到", an order id, but
@@ -662,6 +663,16 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         "faq-product-variants",
+    ),
+    (
+        # "are there any promotions going on right now?" got the newsletter settings
+        re.compile(
+            r"\b(?:any|current|upcoming|next|your) (?:sales?|promotions?|promos?|deals|offers)\b|"
+            r"\bpromotions? (?:going on|on now|right now|this week)\b|"
+            r"有(?:什么|没有|啥)(?:优惠|促销|打折)?活动|大促|促销活动|最近(?:有)?(?:什么|啥)?(?:优惠|活动)",
+            re.IGNORECASE,
+        ),
+        "faq-promotions",
     ),
     (
         re.compile(

@@ -1934,6 +1934,13 @@ def test_a_faulty_item_past_the_return_window_is_told_a_person_can_help(
         ("能不能改成顺丰", "change_shipping_address", "顺丰", "faq-courier"),
         ("do you have this jacket in blue", "delivery_options", "blue", "faq-product-variants"),
         ("有没有白色的", "out_of_scope", "白色", "faq-product-variants"),
+        (
+            "are there any promotions going on right now?",
+            "newsletter_subscription",
+            "promo",
+            "faq-promotions",
+        ),
+        ("最近有什么活动吗", "out_of_scope", "活动", "faq-promotions"),
     ],
 )
 def test_a_topic_a_rule_names_takes_its_faq_entry_at_a_lower_score(
