@@ -1418,14 +1418,10 @@ class _Policy:
             return await self.serve("cancel_order", turn.values("order_id")[0])
         if _WILL_REFUSE.search(text):
             order_id = next(iter(turn.values("order_id")), "") or self.recent_order()
-            if order_id:
-                return self.say(
-                    "answer",
-                    "the customer will refuse the parcel",
-                    "refuse_delivery",
-                    order_id=order_id,
-                )
-            return self.say("answer", "the customer will refuse the parcel", "refuse_delivery_any")
+            template = "refuse_delivery" if order_id else "refuse_delivery_any"
+            return self.say(
+                "answer", "the customer will refuse the parcel", template, order_id=order_id
+            )
         if (
             _HURRY_SHIPPING.search(text)
             and (turn.intent not in ORDER_INTENTS or not turn.confident)
@@ -1436,13 +1432,13 @@ class _Policy:
         if (
             _PARCEL_DETAIL.search(text)
             and not turn.values("order_id")
-            and self.recent_order()
             and turn.intent not in WRITE_REQUESTS
             and not _OTHER_ORDER.search(text)
+            and (recent_order := self.recent_order())
         ):
             # "what was the tracking number again?" right after tracking an order listed every
             # order to choose from; "which courier is it?" got the delivery options
-            return await self.serve("track_order", self.recent_order())
+            return await self.serve("track_order", recent_order)
         if (turn.out_of_scope or not turn.confident) and _TRACK_COMMAND.search(text):
             # "track my headphones order" (out of scope 0.88) got "I can't help with that"
             return await self.ask_which_order("track_order")

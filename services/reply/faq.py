@@ -221,8 +221,7 @@ class FaqIndex:
         )
         if not pairs:
             raise FaqError("the FAQ is empty: run `kefu seed`")
-        self.owner = [faq_id for faq_id, _ in pairs]
-        self.owner_ids = np.asarray(self.owner)
+        self.owner = np.asarray([faq_id for faq_id, _ in pairs])  # the entry id of each row
         build = index_embedder or embedder
         self.vectors = _normalise(build.embed([t for _, t in pairs], prefix=self.index_prefix))
 
@@ -238,9 +237,9 @@ class FaqIndex:
         """The best entry id and its cosine; only ``among`` those ids when given."""
         scores = self.vectors @ _normalise(vector.reshape(1, -1).astype(np.float32))[0]
         if among is not None:
-            scores = np.where(np.isin(self.owner_ids, list(among)), scores, -1.0)
+            scores = np.where(np.isin(self.owner, list(among)), scores, -1.0)
         best = int(np.argmax(scores))
-        return self.owner[best], float(scores[best])
+        return str(self.owner[best]), float(scores[best])
 
     def lookup_vector(
         self,
