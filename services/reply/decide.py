@@ -460,6 +460,17 @@ _WHERE_IS_MY = re.compile(
     r"我的.{1,12}?(?:到哪|在哪|怎么还没到|还没到|还没收到|什么时候到)",
     re.IGNORECASE,
 )
+# "track 1118256606" / "查一下1118256606": with an order id, a look-up of that order
+_TRACK_WORD = re.compile(
+    r"\btrack(?:ing)?\b|\bstatus\b|\bcheck\b|\bupdate on\b|查|物流|快递|到哪|发货了吗",
+    re.IGNORECASE,
+)
+# "and the one before that?" / "上一个呢" right after the newest order was served
+_PREVIOUS_ORDER = re.compile(
+    r"\b(?:the )?one before (?:that|it|this)\b|\bprevious (?:one|order)\b|\bthe one before\b|"
+    r"\bolder one\b|上一(?:个|单|笔)|前一(?:个|单|笔)|再(?:往)?前(?:面)?(?:一|那)(?:个|单|笔)",
+    re.IGNORECASE,
+)
 # "thanks but that didn't solve anything" / "谢谢 但还是没解决": not thanks, the problem is open
 _NOT_RESOLVED = re.compile(
     r"\b(?:didn'?t|did not|doesn'?t|does not|not|hasn'?t|has not|won'?t)\s+"
@@ -731,6 +742,12 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
     return fitting or choices
 
 
+# "全部都查一下" / "all of them": every order of the list, for a look-up
+_ALL_OF_THEM = re.compile(
+    r"全部|所有|都查|每个|\ball of them\b|\ball (?:my |the |of my )?orders\b|\bevery (?:one|order)\b|"
+    r"\bboth\b|\ball three\b",
+    re.IGNORECASE,
+)
 _DONT_WANT = re.compile(
     r"不要了|不想要了|不需要了|\b(?:don'?t|do not) (?:want|need) (?:it|this|that|them)"
     r"(?: any ?more)?\b|\bno longer (?:want|need)\b",
@@ -1314,19 +1331,29 @@ class _Policy:
             return trigger
         clarified, s.clarify_intents = s.clarify_intents, []
         if s.pending is not None:
+            s.paused = None
             decision = await self.continue_pending(s.pending)
             if decision is not None:
                 return await self.then_next_request(decision)
+            if self.interrupts_with_question(s.pending):
+                s.paused, s.paused_turn = s.pending, s.turn
             s.pending = None  # the customer moved on to something else
         s.next_requests = []  # asked with a request the customer has now left
         picked = picked_intent(turn.text, clarified, self.lang)
         if picked:
             # "第一个" after "您是想：退货退款、下单、还是退款政策？" was greeted as a hello
             return await self.act_on(picked)
+        resumed = await self.resume_paused()
+        if resumed is not None:
+            return resumed
         named = self.named_offered_order()  # once: correction and "it" both need it
         corrected = await self.correction(named)
         if corrected is not None:
             return corrected
+        earlier = self.order_before_recent() if _PREVIOUS_ORDER.search(turn.text) else ""
+        if earlier:
+            # "and the one before that?" after "check my last order" was a clarify
+            return await self.serve(s.offered_intent or "track_order", earlier)
         if _BARE_PICK.fullmatch(turn.text.strip()) and followups.ordinal(turn.text) is not None:
             # "第一个" with no list to pick from (none was offered: "no order can be returned")
             # was greeted as a hello
@@ -1403,8 +1430,9 @@ class _Policy:
         if (
             turn.values("order_id")
             and turn.intent not in ORDER_INTENTS
-            and _WHERE_IS_MY.search(turn.text)
+            and (_WHERE_IS_MY.search(turn.text) or _TRACK_WORD.search(turn.text))
         ):
+            # "track 1118256606" (out of scope 0.13) was "I can't help with that one" too
             # "sorry can we talk in english? where is my order 7730192846" read as
             # contact_customer_service 0.66 got the opening hours: an order id asked where it is
             return await self.serve("track_order", turn.values("order_id")[0])
@@ -1589,6 +1617,15 @@ class _Policy:
             return self.recent_order()
         return ""
 
+    def order_before_recent(self) -> str:
+        """The offered order listed right after the one just served (the offer is newest
+        first, so the one placed before it); "" when there is none."""
+        s, recent = self.state, self.recent_order()
+        ids = [c.order_id for c in s.offered]
+        if not recent or recent not in ids or ids.index(recent) + 1 >= len(ids):
+            return ""
+        return ids[ids.index(recent) + 1]
+
     def named_offered_order(self) -> str:
         """An order of the last offer this message names that is not the one just served."""
         if not self.recent_order():
@@ -1624,10 +1661,57 @@ class _Policy:
             return None
         return await self.serve(s.offered_intent, named) if named else None
 
+    def picks_an_order(self) -> bool:
+        """The message picks one of the orders the bot is asking about: "ok, the pending one"
+        (contact_human_agent 0.62) was handed to a person."""
+        s, turn = self.state, self.turn
+        asked = s.pending if s.pending is not None else s.paused
+        if asked is None or asked.awaiting != "order_choice":
+            return False
+        pick = followups.pick_choice(turn.text, asked.choices, (), turn.named_products())
+        return isinstance(pick, OrderChoice)
+
+    def interrupts_with_question(self, p: Pending) -> bool:
+        """A question that is no order request, asked instead of saying which order: answered,
+        and the order choice kept for the next turn."""
+        turn = self.turn
+        return (
+            p.awaiting == "order_choice"
+            and looks_like_question(turn.text)
+            and not (turn.confident and turn.intent in ORDER_INTENTS)
+            and not turn.values("order_id")
+        )
+
+    async def resume_paused(self) -> Decision | None:
+        """The order choice a question interrupted, picked right after the answer ("which
+        order?" → "do you ship to Canada?" → "ok, the pending one" was handed to a person)."""
+        s, turn = self.state, self.turn
+        p = s.paused
+        if p is None or s.turn == s.paused_turn:  # paused by this very turn
+            return None
+        s.paused = None  # one turn's chance
+        if s.turn != s.paused_turn + 1:
+            return None
+        if (
+            turn.confident
+            and turn.intent in ORDER_INTENTS
+            and turn.intent != p.intent
+            and not _BARE_PICK.fullmatch(turn.text.strip())
+        ):
+            return None  # a new request, served as one
+        ids = turn.values("order_id")
+        pick = followups.pick_choice(turn.text, p.choices, ids, turn.named_products())
+        # "改那个还没付款的" when none of them is unpaid: asked again, with the list
+        attempt = followups.ordinal(turn.text) is not None or followups.state_named(turn.text)
+        if not (isinstance(pick, OrderChoice) or attempt or _BARE_ORDER_ID.fullmatch(turn.text)):
+            return None
+        s.pending = p
+        return await self.continue_pending(p)
+
     def handoff_trigger(self) -> Decision | None:
         s, turn = self.state, self.turn
-        if (turn.intent == "contact_human_agent" and turn.confident) or _HUMAN_REQUEST.search(
-            turn.text
+        if _HUMAN_REQUEST.search(turn.text) or (
+            turn.intent == "contact_human_agent" and turn.confident and not self.picks_an_order()
         ):
             return self.handoff("customer_request", "the customer asked for a person")
         signal = handoffs.dispute_signal(turn.text)
@@ -1756,13 +1840,26 @@ class _Policy:
                 return self.offer_orders(p.choices, "return reason noted: asking which order")
             if abandoned_for_another(turn.text):
                 return None  # "算了，先帮我查下物流吧": the new request is served
-            if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
-                return self.kept(p)
             # "where is my phone case order?" while asked which order to cancel is a new
             # request about a listed order, not the pick: start it afresh (it finds the order
-            # by the product named). A bare pick ("the phone case one") is no question.
+            # by the product named). A bare pick ("the phone case one") is no question. Before
+            # the "no": "wait, first, do you ship to Canada?" was "wait" = no, left unanswered.
             if self.switching(p) and looks_like_question(turn.text):
                 return None
+            if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
+                return self.kept(p)
+            if pick is None and turn.confident and turn.intent in ("thanks", "goodbye"):
+                return None  # "好的 谢谢亲" was "couldn't match that"
+            if (
+                pick is None
+                and p.intent in LOOKUP_INTENTS
+                and len(p.choices) > 1
+                and _ALL_OF_THEM.search(turn.text)
+            ):
+                # "全部都查一下" was "couldn't match that"
+                ids = [c.order_id for c in p.choices][:MAX_ORDERS_PER_TURN]
+                self.state.pending = None
+                return await self.serve_each(p.intent, ids)
             address = self.address_in_turn() if p.intent == "change_shipping_address" else None
             if address is not None:
                 p.address = address  # kept until the customer says which order

@@ -396,7 +396,7 @@ _STATUS_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "pending",
             r"\bunpaid\b|\b(?:not|n'?t|never) (?:yet )?paid\b|\bhave ?n[o']?t (?:yet )?paid\b|"
-            r"awaiting payment|待付款|没付款|未付款|还没付",
+            r"awaiting payment|\bpending\b|待付款|没付款|未付款|还没付",
         ),
         (
             "paid",
@@ -411,21 +411,24 @@ _STATUS_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
-_PICK_WORDING = re.compile(r"\b(?:one|order)\b|的", re.IGNORECASE)
+_PICK_WORDING = re.compile(r"\b(?:one|order)\b|的|那(?:个|单|笔|件)", re.IGNORECASE)
 
 
 def by_status(text: str, choices: Sequence[OrderChoice]) -> OrderChoice | None:
     """The one offered order in the state the message names; None when none or several are.
     Only a short pick ("the paid one", "已签收的那个"): "tracking says delivered but nothing
     arrived" names no delivered order."""
+    status = state_named(text)
+    fitting = [c for c in choices if status and c.status == status]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def state_named(text: str) -> str:
+    """The order state a short pick names ("the paid one" → "paid"), "" when it names none."""
     short = len(text) <= 14 if re.search(r"[\u4e00-\u9fff]", text) else len(text.split()) <= 8
     if not (short and _PICK_WORDING.search(text)):
-        return None
-    for status, rx in _STATUS_WORDS:
-        if rx.search(text):
-            fitting = [c for c in choices if c.status == status]
-            return fitting[0] if len(fitting) == 1 else None
-    return None
+        return ""
+    return next((status for status, rx in _STATUS_WORDS if rx.search(text)), "")
 
 
 def top_mentions(

@@ -114,6 +114,10 @@ class DialogueState:
     # the intents the last turn's clarify offered, so "第一个" / "the 2nd" can pick one
     clarify_intents: list[str] = field(default_factory=list)
     pending: Pending | None = None
+    # an order choice a question interrupted ("which order?" → "do you ship to Canada?"): the
+    # question is answered, and a pick in the next turns ("ok, the pending one") still counts
+    paused: Pending | None = None
+    paused_turn: int = 0
     next_requests: list[NextRequest] = field(default_factory=list)
     low_confidence_streak: int = 0
     negative_streak: int = 0
@@ -153,6 +157,8 @@ class DialogueState:
             offered_intent=doc.get("offered_intent", ""),
             clarify_intents=[str(x) for x in doc.get("clarify_intents", [])],
             pending=_pending_from(pending) if pending else None,
+            paused=_pending_from(doc["paused"]) if doc.get("paused") else None,
+            paused_turn=int(doc.get("paused_turn", 0)),
             next_requests=[
                 NextRequest(**_known(NextRequest, r)) for r in doc.get("next_requests", [])
             ],

@@ -2092,3 +2092,112 @@ def test_a_tracking_command_read_as_out_of_scope_is_tracked(text: str, language:
     # "track my headphones order" (out of scope 0.88) got "I can't help with that"
     d = Chat(shop(), language=language).say(text, "out_of_scope", 0.88)
     assert d.action in ("ask", "order") and d.order_call is not None, d.text
+
+
+@pytest.mark.parametrize(
+    ("request_text", "question", "question_intent", "pick", "pick_intent", "language"),
+    [
+        (
+            "where is my order?",
+            "wait, first, do you ship to Canada?",
+            "delivery_options",
+            "ok, the paid one",
+            "contact_human_agent",  # read so at 0.62: it was handed to a person
+            "en",
+        ),
+        (
+            "我要查物流",
+            "等下 你们支持货到付款吗",
+            "check_payment_methods",
+            "好 查那个已发货的",
+            "payment_issue",
+            "zh",
+        ),
+    ],
+)
+def test_a_question_instead_of_the_order_choice_is_answered_and_the_pick_still_counts(
+    request_text: str,
+    question: str,
+    question_intent: str,
+    pick: str,
+    pick_intent: str,
+    language: str,
+) -> None:
+    chat = Chat(shop(), language=language)
+    assert chat.say(request_text, "track_order").action == "ask"
+    answered = chat.say(question, question_intent, 0.96)
+    # "wait" read as "no" dropped the request and left the question unanswered
+    assert answered.action == "answer" and answered.template_id == f"intent:{question_intent}"
+    d = chat.say(pick, pick_intent, 0.62 if language == "en" else 0.4)
+    assert d.action == "order" and d.order_call is not None, d.text
+    expected = "7730192812" if language == "en" else "7730192846"
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", expected)
+
+
+def test_an_interrupted_order_choice_is_not_picked_up_two_turns_later() -> None:
+    chat = Chat(shop())
+    chat.say("where is my order?", "track_order")
+    chat.say("do you ship to Canada?", "delivery_options", 0.96)
+    chat.say("hi", "greeting")
+    d = chat.say("the paid one", "out_of_scope", 0.6)
+    assert d.order_call is None or d.order_call.rpc != "GetOrder", d.text
+
+
+@pytest.mark.parametrize(("text", "language"), [("ok thanks", "en"), ("好的 谢谢亲", "zh")])
+def test_thanks_while_asked_which_order_is_thanks(text: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    chat.say("where is my order?", "track_order")
+    d = chat.say(text, "thanks", 0.98)
+    # it was "couldn't match that, reply with the number"
+    assert d.action == "answer" and d.template_id == "thanks", d.text
+    assert chat.state.pending is None
+
+
+@pytest.mark.parametrize(("text", "language"), [("all of them", "en"), ("全部都查一下", "zh")])
+def test_all_of_them_to_a_tracking_list_tracks_each(text: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    chat.say("我的快递到哪了" if language == "zh" else "where are my orders", "track_order")
+    d = chat.say(text, "track_order", 0.6)
+    assert d.action == "order", d.text
+    assert all(oid in d.text for oid in ("7730192846", "7730192812", "7730192857")), d.text
+
+
+def test_all_of_them_does_not_cancel_several_orders_at_once() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192899", "u1001", "pending", (MUG,)))
+    chat = Chat(orders)
+    chat.say("cancel my order", "cancel_order")
+    d = chat.say("all of them", "cancel_order", 0.6)
+    assert d.order_call is None or d.order_call.rpc != "CancelOrder"
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "language"),
+    [
+        ("can you check my last order", "and the one before that?", "en"),
+        ("查下我最近那单", "上一个呢", "zh"),
+    ],
+)
+def test_the_one_before_that_is_the_next_older_order(first: str, then: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    d = chat.say(first, "track_order", 0.9)
+    assert d.order_call is not None and d.order_call.order_id == "7730192846", d.text
+    d = chat.say(then, "goodbye", 0.37)
+    assert d.action == "order" and d.order_call is not None, d.text
+    assert d.order_call.order_id == "7730192812"
+
+
+@pytest.mark.parametrize("text", ["track 7730192857", "查一下7730192857"])
+def test_a_tracking_word_and_an_order_id_read_as_out_of_scope_is_tracked(text: str) -> None:
+    d = Chat(shop()).say(text, "out_of_scope", 0.13)
+    assert d.action == "order" and d.order_call is not None, d.text
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetOrder", "7730192857")
+
+
+def test_a_pick_by_a_state_none_has_after_an_interruption_asks_again() -> None:
+    chat = Chat(shop(), language="zh")
+    chat.say("我要查物流", "track_order")
+    chat.say("等下 你们支持货到付款吗", "check_payment_methods", 0.99)
+    d = chat.say("好 查那个还没付款的", "payment_issue", 0.4)
+    # none of the three is unpaid: "好的～还有其他…" left the customer without an answer
+    assert d.action == "ask" and "7730192846" in d.text, d.text

@@ -8,6 +8,7 @@ import pytest
 
 from services.reply.followups import (
     address_text,
+    by_status,
     ordinal,
     parse_address,
     parse_contact,
@@ -287,3 +288,17 @@ def test_a_new_recipient_phone_is_read_from_a_message(
     text: str, expected: dict[str, str] | None
 ) -> None:
     assert parse_contact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [("没付款那个", "pending"), ("the pending one", "pending"), ("已发货那单", "shipped")],
+)
+def test_an_order_picked_by_its_state_with_a_demonstrative(text: str, status: str) -> None:
+    choices = [
+        OrderChoice("1", status="pending"),
+        OrderChoice("2", status="paid"),
+        OrderChoice("3", status="shipped"),
+    ]
+    picked = by_status(text, choices)
+    assert picked is not None and picked.status == status

@@ -19,6 +19,8 @@ def test_state_document_round_trip_with_pending_choices() -> None:
         "order_choice",
         choices=[OrderChoice("7730192846", "shipped", ["Case"], ["手机壳"], ["P1"])],
     )
+    state.paused = Pending("change_shipping_address", "order_choice", choices=[OrderChoice("1")])
+    state.paused_turn = 2
     state.handoff = Handoff(active=True, reason="dispute")
     for n in range(10):
         state.remember(PastTurn(n, f"text {n}", "track_order", "ask", "neutral"))
