@@ -465,6 +465,12 @@ _TRACK_WORD = re.compile(
     r"\btrack(?:ing)?\b|\bstatus\b|\bcheck\b|\bupdate on\b|查|物流|快递|到哪|发货了吗",
     re.IGNORECASE,
 )
+# "不对 是另一个" / "no, the other one": another of the orders offered than the one served
+_OTHER_ONE = re.compile(
+    r"另(?:外)?一(?:个|单|笔)|另外(?:那|的)(?:个|单|笔)?|(?:其他|别)的那(?:个|单)|"
+    r"\bthe other (?:one|order)\b|\ba different (?:one|order)\b|\bnot (?:that|this) one\b",
+    re.IGNORECASE,
+)
 # "and the one before that?" / "上一个呢" right after the newest order was served
 _PREVIOUS_ORDER = re.compile(
     r"\b(?:the )?one before (?:that|it|this)\b|\bprevious (?:one|order)\b|\bthe one before\b|"
@@ -624,6 +630,16 @@ _FAQ_FIRST_TOPICS = re.compile(
 # message to my order?" is change_order 0.93, "do you price match?" delivery_options 0.86). The
 # message must still score on that entry, at TOPIC_FAQ_THRESHOLD instead of the general one.
 _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        # "I need a VAT invoice with my company name for <id>" got the order's invoice number
+        re.compile(
+            r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|"
+            r"\b(?:company|business|corporate)(?:'s)? (?:name|title|details|invoice)\b|"
+            r"\btax (?:id|number|no)\b",
+            re.IGNORECASE,
+        ),
+        "faq-invoice-change",
+    ),
     (
         re.compile(
             r"\bprice[- ]?match|\bmatch (?:the |their |a |your |other )?(?:\w+'?s? )?prices?\b|"
@@ -1350,6 +1366,10 @@ class _Policy:
         corrected = await self.correction(named)
         if corrected is not None:
             return corrected
+        other = await self.other_offered() if _OTHER_ONE.search(turn.text) else None
+        if other is not None:
+            # "不对 是另一个" right after an order was served read as dropping the request
+            return other
         earlier = self.order_before_recent() if _PREVIOUS_ORDER.search(turn.text) else ""
         if earlier:
             # "and the one before that?" after "check my last order" was a clarify
@@ -1617,6 +1637,19 @@ class _Policy:
             return self.recent_order()
         return ""
 
+    async def other_offered(self) -> Decision | None:
+        """ "the other one" right after one of the offered orders was served: that request for
+        the other, or the others to choose from; None when nothing was offered."""
+        s = self.state
+        recent = self.recent_order()
+        others = [c for c in s.offered if c.order_id != recent]
+        if not recent or not s.offered_intent or not others or len(others) == len(s.offered):
+            return None
+        if len(others) == 1:
+            return await self.serve(s.offered_intent, others[0].order_id)
+        s.pending = Pending(s.offered_intent, "order_choice", choices=others)
+        return self.offer_orders(others, "the other order meant: offering the rest")
+
     def order_before_recent(self) -> str:
         """The offered order listed right after the one just served (the offer is newest
         first, so the one placed before it); "" when there is none."""
@@ -1869,6 +1902,10 @@ class _Policy:
                 self.given_contact = contact
                 if pick is None and len(p.choices) == 1:
                     pick = p.choices[0]  # the new phone sent to a list of one: that order
+                elif pick is None:
+                    # sent to a list of several it was lost: kept until the order is chosen
+                    p.contact_given = contact
+                    return self.offer_orders(p.choices, "new contact noted: asking which order")
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
@@ -1918,6 +1955,13 @@ class _Policy:
             )
             if other:
                 return await self.serve(p.intent, other)
+            if _OTHER_ONE.search(turn.text) and self.state.offered_intent == p.intent:
+                others = [c for c in self.state.offered if c.order_id != p.order_id]
+                if len(others) == 1:
+                    return await self.serve(p.intent, others[0].order_id)
+                if others:
+                    self.state.pending = Pending(p.intent, "order_choice", choices=others)
+                    return self.offer_orders(others, "another order meant: offering the rest")
             if abandoned_for_another(turn.text):
                 return None  # "算了，先帮我查下物流吧" was a "no" and the tracking was lost
             answer = followups.yes_or_no(turn.text)

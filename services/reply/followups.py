@@ -61,6 +61,19 @@ _YES_ZH_OPENERS = (
     "就这样",
     "没错",
 )
+_YES_AFTER_LEAD = (
+    "好",
+    "行",
+    "可以",
+    "确认",
+    "确定",
+    "取消吧",
+    "改吧",
+    "退吧",
+    "就这样",
+    "这样",
+    "没问题",
+)
 _YES_ZH_PHRASES = ("确认取消", "确定取消", "帮我取消", "确认修改", "确认退货")
 _NO_EN = re.compile(
     r"\b(no|nope|nah|not|don'?t|do not|never ?mind|nevermind|stop|wait|keep it|leave it|hold on)\b",
@@ -84,7 +97,7 @@ _NO_EMOJI = set("👎❌🙅✋🚫") | {"\ufe0f", "\u200d", "\u2640", "\u2642"}
 MAX_CONFIRM_CHARS = 40
 MAX_ZH_NO_CHARS = 6
 _EN_WORDS = re.compile(r"[A-Za-z']+")
-_ZH_LEAD = re.compile(r"^[\s,.!?，。！？、~～]*(?:啊|哦|噢|呃|额|嗯|那|那就|唔)*[\s,，。、]*")
+_ZH_LEAD = re.compile(r"^[\s,.!?，。！？、~～]*(?:啊|哦|噢|呃|额|嗯|那就|那|唔)*[\s,，。、]*")
 MAX_ZH_YES_CHARS = 12
 _PUNCT = re.compile(r"[\s,.!?;:，。！？；：、~～…]+")
 
@@ -121,6 +134,15 @@ def yes_or_no(text: str) -> bool | None:
     if any(p in compact for p in _YES_ZH_PHRASES):
         return True
     if len(compact) <= MAX_ZH_YES_CHARS and compact.startswith(_YES_ZH_OPENERS):
+        return True
+    # "那取消吧" / "那就改吧": a lead-in before the yes (it was asked again); not "那是什么"
+    led = _PUNCT.sub("", _ZH_LEAD.sub("", t))
+    if (
+        len(compact) <= MAX_ZH_YES_CHARS
+        and led != compact
+        and led.startswith(_YES_AFTER_LEAD)
+        and not re.search(r"[吗呢?？]|什么", led)
+    ):
         return True
     return None
 

@@ -1941,6 +1941,13 @@ def test_a_faulty_item_past_the_return_window_is_told_a_person_can_help(
             "faq-promotions",
         ),
         ("最近有什么活动吗", "out_of_scope", "活动", "faq-promotions"),
+        (
+            "I need a VAT invoice with my company name for 7730192857",
+            "get_invoice",
+            "invoice",
+            "faq-invoice-change",
+        ),
+        ("7730192857这单发票要开公司抬头", "get_invoice", "发票", "faq-invoice-change"),
     ],
 )
 def test_a_topic_a_rule_names_takes_its_faq_entry_at_a_lower_score(
@@ -2201,3 +2208,56 @@ def test_a_pick_by_a_state_none_has_after_an_interruption_asks_again() -> None:
     d = chat.say("好 查那个还没付款的", "payment_issue", 0.4)
     # none of the three is unpaid: "好的～还有其他…" left the customer without an answer
     assert d.action == "ask" and "7730192846" in d.text, d.text
+
+
+def test_a_new_phone_sent_to_a_list_of_several_orders_is_kept_for_the_choice() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    chat = Chat(orders, language="zh")
+    ask = chat.say("我要改收货人电话", "change_shipping_address", 0.92)
+    assert ask.template_id == "ask_order_choice", ask.text
+    again = chat.say("13998765432", "out_of_scope", 0.6)
+    # it was "couldn't match that" and the number was lost
+    assert again.template_id == "ask_order_choice", again.text
+    d = chat.say("第二个", "greeting", 0.9)
+    assert d.template_id == "ask_contact_confirm" and "13998765432" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("不对 是另一个", "zh"), ("no, the other one", "en")]
+)
+def test_the_other_one_after_an_order_was_served_serves_the_other(text: str, language: str) -> None:
+    orders = FakeOrders(
+        [
+            make_order("7730192846", "u1001", "shipped", (CASE,)),
+            make_order("7730192857", "u1001", "delivered", (MUG,), delivered_days_ago=2),
+        ]
+    )
+    chat = Chat(orders, language=language)
+    chat.say("where is my order?", "track_order")
+    first = chat.say("1", "out_of_scope", 0.9)
+    assert first.order_call is not None and first.order_call.order_id == "7730192846"
+    d = chat.say(text, "out_of_scope", 0.7)
+    # it read as dropping the request ("好的～还有其他…")
+    assert d.action == "order" and d.order_call is not None, d.text
+    assert d.order_call.order_id == "7730192857"
+
+
+def test_the_other_one_among_three_offers_the_two_others() -> None:
+    chat = Chat(shop())
+    chat.say("where is my order?", "track_order")
+    chat.say("1", "out_of_scope", 0.9)
+    d = chat.say("no, the other one", "out_of_scope", 0.7)
+    assert d.action == "ask" and "7730192846" not in d.text, d.text
+    assert "7730192812" in d.text and "7730192857" in d.text
+
+
+def test_not_this_one_the_other_while_asked_to_confirm_a_cancellation() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    chat = Chat(orders, language="zh")
+    chat.say("我想取消订单", "cancel_order")
+    confirm = chat.say("第一个", "greeting", 0.9)
+    assert confirm.action == "ask" and "7730192812" in confirm.text, confirm.text
+    d = chat.say("不是这个 另外一个", "cancel_order", 0.7)
+    assert d.action == "ask" and "7730192801" in d.text and "7730192812" not in d.text, d.text

@@ -302,3 +302,18 @@ def test_an_order_picked_by_its_state_with_a_demonstrative(text: str, status: st
     ]
     picked = by_status(text, choices)
     assert picked is not None and picked.status == status
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("那取消吧", True),
+        ("那就改吧", True),
+        ("那好吧", True),
+        ("那是什么", None),
+        ("那可以吗", None),
+    ],
+)
+def test_a_lead_in_before_a_chinese_yes(text: str, answer: bool | None) -> None:
+    # "那取消吧" to "确认要取消…吗？" was asked again
+    assert yes_or_no(text) is answer
