@@ -352,6 +352,8 @@ _OWN_PURCHASE = re.compile(
     r"\bmy\s+(?:\w+\s+){0,2}?(?:orders?|packages?|parcels?|purchases?|items?|deliver(?:y|ies)|"
     r"shipments?|stuff|things?|box|goods|products?|articles?)\b|"
     r"\b(?:what|the \w+|the \w+ \w+|everything) i (?:ordered|bought|purchased|placed|got)\b|"
+    r"\bi (?:placed|made|put in|submitted) (?:an?|my) order\b|"
+    r"我(?:前几天|前两天|昨天|上周|之前|刚)?下了(?:个|一个|一)?(?:单|订单)|"
     # traditional script and Cantonese too: "我嘅訂單幾時到" was answered with delivery times
     r"我(?:的|嘅|哋嘅)(?:订单|訂單|快递|快遞|包裹|货|貨|东西|東西|宝贝|寶貝|物流)|"
     r"我(?:买|買|订|訂|下单|下單|拍)(?:的|嘅)",
@@ -465,6 +467,16 @@ _TRACK_WORD = re.compile(
     r"\btrack(?:ing)?\b|\bstatus\b|\bcheck\b|\bupdate on\b|查|物流|快递|到哪|发货了吗",
     re.IGNORECASE,
 )
+# "sorry what?" / "没看懂": the last answer again
+_PARDON = re.compile(
+    r"[\W_]*(?:sorry\s*\?|pardon|huh|what|come again|say (?:that|it) again|(?:can you )?repeat (?:that|it)|"
+    r"i don'?t (?:understand|get it)|what do you mean|i didn'?t (?:get|understand) (?:that|it)|"
+    r"(?:sorry|pardon)[, ]+what|what did you say)(?: please)?[\W_]*|"
+    r"[\W_]*(?:啥|什么|蛤|嗯)[？?]+|(?:你说的是)?(?:什么|啥)意思[？?。!！]*|"
+    r"(?:我)?(?:没|看不|听不)(?:看|听)?(?:懂|明白)(?:了|啊|呀|你的意思)?[？?。!！]*|"
+    r"(?:能|可以)?再说一遍(?:吗)?[？?。!！]*",
+    re.IGNORECASE,
+)
 # "不对 是另一个" / "no, the other one": another of the orders offered than the one served
 _OTHER_ONE = re.compile(
     r"另(?:外)?一(?:个|单|笔)|另外(?:那|的)(?:个|单|笔)?|(?:其他|别)的那(?:个|单)|"
@@ -482,6 +494,13 @@ _NOT_RESOLVED = re.compile(
     r"\b(?:didn'?t|did not|doesn'?t|does not|not|hasn'?t|has not|won'?t)\s+"
     r"(?:solve|help|fix|answer|work|resolve)|\bnot (?:solved|resolved|fixed|helpful)\b|"
     r"没(?:有)?(?:解决|帮上|帮到|用)|不管用|还是不行|还是没(?:解决|用|到)|问题还在",
+    re.IGNORECASE,
+)
+# "great, another delay. thanks a lot" (thanks 0.99, positive) got "You're welcome!"
+_SARCASTIC_THANKS = re.compile(
+    r"\bthanks? (?:you )?for nothing\b|\b(?:another|yet another|more|again a) (?:delay|excuse|"
+    r"mistake|problem)s?\b|\b(?:useless|ridiculous|pathetic|worst)\b|呵呵|无语|服了|又(?:延迟|晚了|没到)|"
+    r"谢谢你们?(?:啊)?(?:的)?(?:效率|速度)",
     re.IGNORECASE,
 )
 # A lead-in with the question still to come ("那个", "我想问下", "quick question")
@@ -721,7 +740,7 @@ _CANCEL_TOO = re.compile(r"\bcancel\b|(?<![已被])取消(?![了的])", re.IGNOR
 _RETURN_GOODS = re.compile(r"退货|寄回|\breturn", re.IGNORECASE)
 # "my last order" / "最近那单" in the request itself: the newest of the orders that fit
 _LATEST_ORDER = re.compile(
-    r"\b(?:my|the)\s+(?:last|latest|most recent|newest|recent)\s+(?:order|purchase|delivery|"
+    r"\b(?:my|the)\s+(?:last|latest|most recent|newest|recent)\s+(?:[a-z]+\s+)?(?:order|purchase|delivery|"
     r"package|parcel|shipment)\b|"
     r"最近(?:的|一个|一次|那个|这个)?(?:订单|那单|这单|一单|买的)|上一(?:个|笔)?(?:订单|单)|最新的?订单|"
     r"刚(?:刚|才)?(?:买|下单|下|拍)的",
@@ -1378,19 +1397,30 @@ class _Policy:
             # "第一个" with no list to pick from (none was offered: "no order can be returned")
             # was greeted as a hello
             return self.say("ask", "a pick with nothing to pick from", "nothing_to_pick")
+        if _PARDON.fullmatch(turn.text.strip()) and s.last_reply_text:
+            # "sorry what?" after an answer was "I can't help with that one"
+            self.understood = False  # no product suggestions with it
+            return self.say(
+                "answer", "asked to say it again", "said_again", previous=self.last_answer()
+            )
         bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
         if bare_ids:
             # an order id alone, nothing asked before it: the customer wants that order's state
             # (it was read as out of scope and answered "I can't help with that")
             return await self.serve("track_order", bare_ids[0])
-        if followups.yes_or_no(turn.text) is True and (
-            turn.out_of_scope or not turn.confident or turn.intent == "greeting"
+        if (
+            followups.yes_or_no(turn.text) is True
+            # "ok I want to return my headphones then" (get_refund 0.47) was "Alright."
+            and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS
+            and (turn.out_of_scope or not turn.confident or turn.intent == "greeting")
         ):
             # "好的" / "ok" with nothing pending is no greeting and not out of scope
             return self.say("answer", "acknowledgement with nothing pending", "acknowledged")
         if not _WORD.search(turn.text):  # emoji or punctuation only: nothing to answer yet
             return self.say("answer", "no words in the message", "nudge")
-        if _NOT_RESOLVED.search(turn.text) and turn.intent in SMALL_TALK | {"out_of_scope", ""}:
+        if (
+            _NOT_RESOLVED.search(turn.text) and turn.intent in SMALL_TALK | {"out_of_scope", ""}
+        ) or (turn.intent == "thanks" and _SARCASTIC_THANKS.search(turn.text)):
             # read as thanks (and answered with product suggestions); twice → a person
             return self.low_confidence(
                 lambda: self.say("answer", "the customer says it is not solved", "not_resolved")
@@ -1650,6 +1680,16 @@ class _Policy:
         s.pending = Pending(s.offered_intent, "order_choice", choices=others)
         return self.offer_orders(others, "the other order meant: offering the rest")
 
+    def last_answer(self) -> str:
+        """The bot's last reply without the product suggestions under it."""
+        openings = tuple(
+            variant.split("{", 1)[0]
+            for language in ("zh", "en")
+            for variant in tpl.TEMPLATES["recommend"][language]
+        )
+        lines = self.state.last_reply_text.split("\n")
+        return "\n".join(line for line in lines if not line.startswith(openings))
+
     def order_before_recent(self) -> str:
         """The offered order listed right after the one just served (the offer is newest
         first, so the one placed before it); "" when there is none."""
@@ -1879,6 +1919,9 @@ class _Policy:
             # the "no": "wait, first, do you ship to Canada?" was "wait" = no, left unanswered.
             if self.switching(p) and looks_like_question(turn.text):
                 return None
+            if pick is None and _OTHER_ONE.search(turn.text):
+                # "不是这个 另外一个" to the list was "no" and dropped the cancellation
+                return self.offer_orders(p.choices, "another one meant: asking again")
             if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             if pick is None and turn.confident and turn.intent in ("thanks", "goodbye"):
@@ -2156,6 +2199,9 @@ class _Policy:
             s.offered = choices  # a correction ("no, the mug one") picks among these
             products = turn.named_products()
             named = followups.best_mention(turn.text, choices, products)
+            if named is None and several:
+                # "ok and cancel the unpaid one" listed every order again
+                named = followups.by_status(turn.text, every)
             if named is None and _LATEST_ORDER.search(turn.text):
                 # "my last order" / "最近那单": ListOrders is newest first; "我最近买的那个手机壳":
                 # the newest with a phone case (the newest order, with none, was served)

@@ -34,6 +34,9 @@ _DISPUTE_EN = re.compile(
     # delivered on paper, never received: someone must take it up with the courier
     r"(says|shows|marked( as)?|tracking says)( it( was|'s| is))? delivered,? but (i )?"
     r"(never|didn'?t|did not|haven'?t|have not|nothing|it never|it didn'?t|it hasn'?t)|"
+    # "tracking says 3541739890 was delivered but I never got it"
+    r"(says|shows|marked)( \S+){0,3}? (was |is |has been )?delivered,? but (i )?(never|didn'?t|"
+    r"did not|haven'?t|have not|still haven'?t) (got|gotten|get|receive[d]?|seen|see)|"
     r"(orders?|purchases?) (on|in) my account (that )?i (didn'?t|did not|never) "
     r"(make|place|made|placed|order|recogni[sz]e)|"
     r"i (didn'?t|did not|never) (make|place|order) (this|these|that|those|the) (orders?|purchases?)|"

@@ -725,6 +725,13 @@ TEMPLATES: dict[str, T] = {
             "I apologise for that.",
         ),
     },
+    "said_again": {
+        "zh": ("不好意思没说清楚，我再说一遍：{previous}", "好的，我重复一下：{previous}"),
+        "en": (
+            "Sorry if that was unclear. Here it is again: {previous}",
+            "Let me say that again: {previous}",
+        ),
+    },
     "repeat_lead": {
         "zh": ("再和您确认一下：", "补充说明一下："),
         "en": ("To repeat: ", "Just to confirm what I said: "),

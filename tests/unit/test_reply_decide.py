@@ -2261,3 +2261,76 @@ def test_not_this_one_the_other_while_asked_to_confirm_a_cancellation() -> None:
     assert confirm.action == "ask" and "7730192812" in confirm.text, confirm.text
     d = chat.say("不是这个 另外一个", "cancel_order", 0.7)
     assert d.action == "ask" and "7730192801" in d.text and "7730192812" not in d.text, d.text
+
+
+def test_a_state_named_with_the_request_picks_that_order() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    d = Chat(orders).say("ok and cancel the unpaid one", "cancel_order", 0.96)
+    # every open order was listed again
+    assert d.action == "ask" and "7730192801" in d.text and "7730192812" not in d.text, d.text
+
+
+def test_my_last_delivered_order_is_the_newest_delivered() -> None:
+    orders = shop()
+    orders.orders.insert(
+        2, make_order("7730192870", "u1001", "delivered", (MUG,), delivered_days_ago=1)
+    )
+    d = Chat(orders).say(
+        "I want to return something from my last delivered order", "get_refund", 0.89
+    )
+    assert "7730192870" in d.text and "7730192857" not in d.text, d.text
+
+
+def test_another_one_to_the_list_asks_again_and_keeps_the_request() -> None:
+    orders = shop()
+    orders.orders.append(make_order("7730192801", "u1001", "pending", (MUG,)))
+    chat = Chat(orders, language="zh")
+    chat.say("我想cancel我的order", "cancel_order")
+    d = chat.say("不是这个 另外一个", "out_of_scope", 0.72)
+    # "不是" read as no dropped the cancellation
+    assert d.action == "ask" and chat.state.pending is not None, d.text
+
+
+@pytest.mark.parametrize(("text", "language"), [("sorry what?", "en"), ("没看懂", "zh")])
+def test_asked_to_say_it_again_repeats_the_last_answer(text: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    first = chat.say("track 7730192846", "track_order")
+    d = chat.say(text, "out_of_scope", 0.95)
+    # it was "I can't help with that one"
+    assert d.action == "answer" and first.text.split("\n")[0] in d.text, d.text
+    assert d.text != first.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I placed an order a few days ago, when might it arrive?",
+        "我前几天下了个单 什么时候能到",
+    ],
+)
+def test_when_an_order_placed_arrives_is_about_that_order(text: str) -> None:
+    d = Chat(shop()).say(text, "delivery_period", 0.97)
+    assert d.order_call is not None and d.order_call.rpc in ("ListOrders", "GetOrder"), d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("great, another delay. thanks a lot", "en"), ("呵呵 谢谢你们的效率", "zh")],
+)
+def test_sarcastic_thanks_is_no_thanks(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "thanks", 0.99, sentiment="positive")
+    assert d.template_id == "not_resolved", d.text
+
+
+def test_ok_before_a_request_is_no_bare_acknowledgement() -> None:
+    d = Chat(shop()).say("ok I want to return my mug then", "get_refund", 0.47)
+    assert d.template_id != "acknowledged" and "7730192857" in d.text, d.text
+    assert Chat(shop()).say("ok", "greeting", 0.6).template_id == "acknowledged"
+
+
+def test_delivered_on_paper_with_the_order_id_between_is_a_dispute() -> None:
+    d = Chat(shop()).say(
+        "tracking says 7730192857 was delivered but I never got it", "track_order", 0.99
+    )
+    assert d.action == "handoff" and d.handoff_reason == "dispute", d.text
