@@ -2440,7 +2440,9 @@ class _Policy:
     async def after_lookup(self, intent: str, resp: Any) -> Decision:
         lang, s = self.lang, self.state
         if intent == "track_refund":
-            return self.refund_reply(resp)
+            if resp.status in ("pending", "done"):
+                return self.refund_reply(resp)
+            return await self.no_refund_reply(resp)
         order: orders_pb2.Order = resp
         oid, status = order.order_id, tpl.status_name(order.status, lang)
         items = item_names(order, lang)
@@ -2586,6 +2588,30 @@ class _Policy:
         return self.say(
             "order", f"closed: {order.status}", "track_closed", order_id=oid, status=status
         )
+
+    async def no_refund_reply(self, r: orders_pb2.RefundStatus) -> Decision:
+        """No refund on the order: why, from the order's state ("订单X取消了钱什么时候退" about a
+        paid order that was never cancelled got only "no refund record")."""
+        call = await self.deps.orders.get_order(self.turn.user_id, r.order_id)
+        if call.ok:
+            order: orders_pb2.Order = call.response
+            status = tpl.status_name(order.status, self.lang)
+            if order.status in OPEN_STATUSES:
+                return self.say(
+                    "order",
+                    "no refund: the order is not cancelled",
+                    "refund_none_open",
+                    order_id=r.order_id,
+                    status=status,
+                )
+            if order.status == "shipped":
+                return self.say(
+                    "order",
+                    "no refund: the order is on its way",
+                    "refund_none_shipped",
+                    order_id=r.order_id,
+                )
+        return self.refund_reply(r)
 
     def refund_reply(self, r: orders_pb2.RefundStatus) -> Decision:
         lang, oid = self.lang, r.order_id

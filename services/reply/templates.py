@@ -595,6 +595,26 @@ TEMPLATES: dict[str, T] = {
             "Sorry, a return isn't possible for order {order_id}: {why}",
         ),
     },
+    "refund_none_open": {
+        "zh": (
+            "订单{order_id}没有退款记录：订单还没有取消（{status}）。需要取消的话告诉我，取消后款项会原路退回。",
+            "订单{order_id}目前是“{status}”，还没有取消，所以没有退款。要取消的话回复“取消订单”，退款会原路返回。",
+        ),
+        "en": (
+            "There's no refund on order {order_id}: it hasn't been cancelled ({status}). If you want to cancel it, just tell me and the money goes back the way you paid.",
+            'Order {order_id} is {status} and not cancelled, so there is no refund yet. Say "cancel it" if you want it cancelled; the refund goes back the way you paid.',
+        ),
+    },
+    "refund_none_shipped": {
+        "zh": (
+            "订单{order_id}已经发货，还没有退款记录。收货后7天内可以申请退货，退货寄回入库后退款。",
+            "订单{order_id}正在配送中，目前没有退款。签收后如需退货，告诉我“退货”即可，寄回后为您退款。",
+        ),
+        "en": (
+            "Order {order_id} has shipped and has no refund. Once it's delivered you can return it within 7 days; the refund follows when the item is back.",
+            "Order {order_id} is on its way, so there's no refund yet. After delivery just tell me you want to return it, and you'll be refunded once it's back.",
+        ),
+    },
     "refund_none": {
         "zh": (
             "订单{order_id}目前没有退款记录。如需退货，告诉我“退货”即可。",

@@ -2334,3 +2334,23 @@ def test_delivered_on_paper_with_the_order_id_between_is_a_dispute() -> None:
         "tracking says 7730192857 was delivered but I never got it", "track_order", 0.99
     )
     assert d.action == "handoff" and d.handoff_reason == "dispute", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "order_id", "template", "said"),
+    [
+        ("订单7730192812取消了钱什么时候退", "7730192812", "refund_none_open", "取消"),
+        ("where is my refund for 7730192846", "7730192846", "refund_none_shipped", "shipped"),
+        ("where is my refund for 7730192857", "7730192857", "refund_none", "return"),
+    ],
+)
+def test_no_refund_says_why_from_the_orders_state(
+    text: str, order_id: str, template: str, said: str
+) -> None:
+    chat = Chat(shop(), language="zh" if CJK.search(text) else "en")
+    d = chat.say(text, "track_refund", 0.9)
+    assert d.action == "order" and d.template_id == template and said in d.text, d.text
+    assert d.order_call is not None and d.order_call.rpc == "GetRefundStatus"
+    if template == "refund_none_open":
+        d = chat.say("那帮我取消吧", "cancel_order", 0.95)
+        assert d.action == "ask" and order_id in d.text, d.text
