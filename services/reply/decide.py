@@ -25,20 +25,28 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    order?" while asked which order to cancel starts tracking). An order is picked by number,
    id, product or, in a short reply, its state ("the paid one"); a fault named when asked which
    order to track ("耳机有杂音") makes it a return of that order. A new address sent before the
-   order is chosen is kept for it. Asked to confirm, a message naming another order of the
-   same list ("不是这个，是第三个") switches the request to that order.
+   order is chosen is kept for it, and so is a new phone for the recipient. Asked to confirm, a
+   message naming another order of the same list ("不是这个，是第三个") switches the request to
+   that order, and "不是这个 另外一个" to the other one (or offers the rest). Asked which order: a
+   question that is no order request ("wait, first, do you ship to Canada?") is answered and the
+   choice kept for the next turn only, where a pick ("ok, the paid one") resumes it (an order
+   pick is never handed to a person for a misread contact_human_agent); thanks ends the request;
+   "all of them" / "全部都查一下" answers every listed order for a look-up; "另外一个" asks again.
 3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
    "2", "退货退款") → that request, as if the model had read it.
 3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
    of the customer's orders, a message naming another of them ("no, the mug one") that is not a
    confident different request repeats the request for that order. An order id alone with no
-   such request before it → track_order for it (rule 7).
+   such request before it → track_order for it (rule 7). Right after an order of such a list
+   was served, "the other one" / "不对 是另一个" → the same request for the other (or the rest
+   offered), and "the one before that" / "上一个" → for the next older order of the list.
+   "sorry what?" / "没看懂" after an answer → ``answer`` repeating it.
 3c. Messages with nothing to classify: "ok" / "好的" → ``answer`` (acknowledged); emoji or
    punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
    (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7);
-   so is "where is my order <id>" read as another, non-order request, and "催一下发货" /
+   so is "where is my order <id>" / "track <id>" read as another, non-order request, and "催一下发货" /
    "when will it ship" read as unsure or out of scope (the unshipped orders are offered).
 3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
    ``requested``), with no order id and no confident order request, complaint, payment problem
@@ -74,7 +82,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
 5. out_of_scope → ``faq`` when an FAQ entry matches above its threshold, else ``clarify`` saying
    what the bot can help with.
 6. greeting / thanks / goodbye → ``answer``; thanks that ends the chat ("thanks bye", "好的谢谢
-   没问题了") → ``answer`` saying goodbye. Then a topic a rule names (price matching, a refund
+   没问题了") → ``answer`` saying goodbye; sarcastic thanks ("great, another delay. thanks a lot")
+   → ``answer`` asking what is still wrong (as "that didn't help", rule 3c). Then a topic a rule names (price matching, a refund
    without a return, a gift message, an item missing from a parcel, the courier, another colour
    or size, current promotions) → ``faq`` with that entry when the message scores at least
    TOPIC_FAQ_THRESHOLD on it, whatever intent was read (also for unsure and out-of-scope
@@ -90,11 +99,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    with the product named when several have it, and for tracking only the unshipped ones for
    "还没发货" / "什么时候发货", the paid and shipped ones for "still hasn't arrived"; when that
    leaves one order, or the message names a product only one has, or says "my last order" /
-   "最近那单" (the newest), that order is served; or it is a general question
+   "最近那单" (the newest; "my last delivered order": the newest of those), or names a state
+   only one has ("cancel the unpaid one"), that order is served; or it is a general question
    (no "我" / "my" / "I", and not a bare command such as "取消订单") that the FAQ answers above
    threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
-   ``order``; cancel → GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
+   ``order`` (no refund: GetOrder says why — not cancelled, or still on its way); cancel → GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
    CancelOrder (``order``), no → ``answer``; change address → ``ask`` the new address, ``ask``
    to confirm it, then ChangeShippingAddress (``order``); get_refund → delivered and inside the
    window: ``ask`` which items (several lines), ``ask`` why unless the request already said
