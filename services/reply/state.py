@@ -44,6 +44,12 @@ class OrderChoice:
     names_zh: list[str] = field(default_factory=list)
     product_ids: list[str] = field(default_factory=list)
     label: str = ""
+    # the label in the other language too: after "can you reply in English?" the list is
+    # offered again in English (it kept its Chinese names and states)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def label_in(self, language: str) -> str:
+        return self.labels.get(language) or self.label
 
 
 @dataclass

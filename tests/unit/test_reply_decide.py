@@ -1948,6 +1948,12 @@ def test_a_faulty_item_past_the_return_window_is_told_a_person_can_help(
             "faq-invoice-change",
         ),
         ("7730192857这单发票要开公司抬头", "get_invoice", "发票", "faq-invoice-change"),
+        ("能放快递柜吗", "delivery_options", "快递柜", "faq-missed-delivery"),
+        ("I wasn't home when the courier came", "track_order", "home", "faq-missed-delivery"),
+        ("can you ship my two orders together", "delivery_options", "ship", "faq-combine-orders"),
+        ("可以自提吗", "delivery_options", "自提", "faq-self-pickup"),
+        ("is there a manual for this?", "place_order", "manual", "faq-product-manual"),
+        ("下单后没收到确认短信", "track_order", "确认", "faq-order-confirmation"),
     ],
 )
 def test_a_topic_a_rule_names_takes_its_faq_entry_at_a_lower_score(
@@ -1990,6 +1996,7 @@ def test_asking_for_the_other_language_is_acknowledged_and_the_question_kept() -
     d = chat.say("can you reply in English please", "out_of_scope", 0.68)
     assert d.action == "ask" and d.text.startswith("Sure, I'll reply in English."), d.text
     assert "7730192846" in d.text  # the orders to choose from again
+    assert not CJK.search(d.text), d.text  # in English: it kept the Chinese names and states
     assert chat.say("the first one", "out_of_scope", 0.5).action == "order"
     # with nothing pending: acknowledged, not "I can't help with that"
     d = Chat(shop(), language="zh").say("请用中文回复", "out_of_scope", 0.9)
@@ -2354,3 +2361,9 @@ def test_no_refund_says_why_from_the_orders_state(
     if template == "refund_none_open":
         d = chat.say("那帮我取消吧", "cancel_order", 0.95)
         assert d.action == "ask" and order_id in d.text, d.text
+
+
+def test_an_address_change_is_no_missed_delivery_topic() -> None:
+    faq = FakeFaq({"不在家": ("faq-missed-delivery", "…")}, scores={"不在家": 0.92})
+    d = Chat(shop(), language="zh", faq=faq).say("我不在家 能改地址吗", "change_shipping_address")
+    assert d.faq_id != "faq-missed-delivery" and d.action == "ask", d.text
