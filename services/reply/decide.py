@@ -1289,7 +1289,15 @@ def numbered(labels: Sequence[str]) -> str:
 class _Policy:
     def __init__(self, turn: Turn, state: DialogueState, deps: Deps) -> None:
         self.why_cancelled = asks_why_cancelled(turn.text)  # read once, used in three places
-        if asks_when_own_order_arrives(turn):
+        # "when will it ship though?" right after an order answer got the delivery times
+        about_recent = (
+            turn.intent == "delivery_period"
+            and bool(state.last_order_id)
+            and state.turn + 1 - state.last_order_turn <= RECENT_ORDER_TURNS
+            and bool(_THIS_ORDER.search(turn.text))
+            and not _HYPOTHETICAL_ORDER.search(turn.text)
+        )
+        if asks_when_own_order_arrives(turn) or about_recent:
             turn = replace(turn, intent="track_order")  # rule 7 answers it with the tracking
         elif asks_return_progress(turn.text) and turn.intent != "track_refund":
             # answered with the customer's returns and refunds (rule 7)

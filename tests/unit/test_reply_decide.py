@@ -2367,3 +2367,19 @@ def test_an_address_change_is_no_missed_delivery_topic() -> None:
     faq = FakeFaq({"不在家": ("faq-missed-delivery", "…")}, scores={"不在家": 0.92})
     d = Chat(shop(), language="zh", faq=faq).say("我不在家 能改地址吗", "change_shipping_address")
     assert d.faq_id != "faq-missed-delivery" and d.action == "ask", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("when will it ship though?", "en"), ("那它什么时候发货", "zh")]
+)
+def test_when_it_ships_right_after_an_order_answer_is_about_that_order(
+    text: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    chat.say("track 7730192812", "track_order")
+    d = chat.say(text, "delivery_period", 0.85)
+    # it got the delivery times of the FAQ
+    assert d.action == "order" and d.order_call is not None, d.text
+    assert d.order_call.order_id == "7730192812"
+    # with no order just discussed it is a general question
+    assert Chat(shop(), language=language).say(text, "delivery_period", 0.85).action == "answer"
