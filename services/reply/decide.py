@@ -660,6 +660,12 @@ _FAQ_FIRST_TOPICS = re.compile(
 # Topics a rule recognises and one FAQ entry answers, whatever intent was read ("can I add a gift
 # message to my order?" is change_order 0.93, "do you price match?" delivery_options 0.86). The
 # message must still score on that entry, at TOPIC_FAQ_THRESHOLD instead of the general one.
+_COMPANY_INVOICE = re.compile(
+    r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|"
+    r"\b(?:company|business|corporate)(?:'s)? (?:name|title|details|invoice)\b|"
+    r"\btax (?:id|number|no)\b",
+    re.IGNORECASE,
+)
 # A topic's words that say the message is about something else: "我不在家 能改地址吗" scored 0.916
 # on the missed-delivery entry and is an address change
 _TOPIC_UNLESS: dict[str, re.Pattern[str]] = {
@@ -710,16 +716,10 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "faq-order-confirmation",
     ),
-    (
-        # "I need a VAT invoice with my company name for <id>" got the order's invoice number
-        re.compile(
-            r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|"
-            r"\b(?:company|business|corporate)(?:'s)? (?:name|title|details|invoice)\b|"
-            r"\btax (?:id|number|no)\b",
-            re.IGNORECASE,
-        ),
-        "faq-invoice-change",
-    ),
+    # "I need a VAT invoice with my company name for <id>" got the order's invoice number: the
+    # better scoring of issuing and re-issuing ("能开增值税专用发票吗" is no re-issue)
+    (_COMPANY_INVOICE, "faq-invoice-change"),
+    (_COMPANY_INVOICE, "faq-invoice-issue"),
     (
         re.compile(
             r"\bprice[- ]?match|\bmatch (?:the |their |a |your |other )?(?:\w+'?s? )?prices?\b|"
