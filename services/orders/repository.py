@@ -35,6 +35,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from services.runtime.mongo import bulk_write_chunked
+
 PRODUCTS = "products"
 USERS = "users"
 ORDERS = "orders"
@@ -116,8 +118,7 @@ def register_orders(db: Database, orders: Iterable[dict[str, Any]]) -> None:
         )
         for doc in order_list_docs(orders)
     ]
-    if updates:
-        db[ORDER_LISTS].bulk_write(updates, ordered=False)
+    bulk_write_chunked(db[ORDER_LISTS], updates)  # one per customer: can exceed FerretDB's limit
 
 
 def newest_first(entries: Iterable[dict[str, Any]]) -> list[str]:

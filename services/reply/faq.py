@@ -33,6 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
 
 from services.runtime import metrics
+from services.runtime.mongo import bulk_write_chunked
 
 if TYPE_CHECKING:
     from services.reply.decide import Turn
@@ -177,7 +178,7 @@ def seed_faq(db: Database, folder: Path = FAQ_DIR) -> int:
     coll = db[COLLECTION]
     coll.create_index([("language", 1), ("faq_id", 1)])
     ops = [UpdateOne({"_id": e.doc_id}, {"$set": entry_doc(e)}, upsert=True) for e in entries]
-    coll.bulk_write(ops, ordered=False)
+    bulk_write_chunked(coll, ops)  # 110 in one command hung FerretDB (see there)
     coll.delete_many({"source": "file", "_id": {"$nin": [e.doc_id for e in entries]}})
     return len(entries)
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from services.runtime import metrics
@@ -28,6 +30,19 @@ ORDER_ID_IN_TEXT_RE = re.compile(r"(?<![0-9])([0-9]{10})(?![0-9])")
 PRODUCT_ID_RE = re.compile(r"^P[0-9]{5}\Z")
 CONVERSATION_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}\Z")
+
+
+# FerretDB 1.24 on SQLite hangs on an update command of more than about 100 statements: it holds
+# one of its pooled SQLite connections per statement until the command ends, and once the pool is
+# used up it answers nothing, to anyone, until restarted (measured: 100 upserts of existing FAQ
+# documents in 0.04 s, 110 never answered). Bulk updates go in chunks well under that.
+UPDATE_CHUNK = 25
+
+
+def bulk_write_chunked(collection: Collection[Any], ops: Sequence[Any]) -> None:
+    """``bulk_write(ops, ordered=False)`` in chunks of UPDATE_CHUNK (see there)."""
+    for start in range(0, len(ops), UPDATE_CHUNK):
+        collection.bulk_write(list(ops[start : start + UPDATE_CHUNK]), ordered=False)
 
 
 class CommandTimer(monitoring.CommandListener):
