@@ -288,7 +288,7 @@ _WANTS_PERSON = re.compile(
     re.IGNORECASE,
 )
 _QUESTION = re.compile(
-    r"[?？]|吗|呢|怎么|如何|什么|多少|哪|能不能|可不可以|是否|"
+    r"[?？]|吗|呢|怎么|如何|什么|多少|哪|能不能|可不可以|是否|谁|"
     r"\b(how|what|when|where|which|why|can i|could i|do you|is there|are there)\b",
     re.IGNORECASE,
 )
@@ -578,6 +578,13 @@ _RECEIVED_PROBLEM = re.compile(
     r"does(?:n'?t| not) (?:turn on|charge|power on))\b",
     re.IGNORECASE,
 )
+# Something bought that does not fit: a return reason, not a fault
+_SIZE_PROBLEM = re.compile(
+    r"(?:买的|收到的|到的|这件|衣服|鞋子?|裤子).{0,10}?(?:太大|太小|偏大|偏小|不合身|穿不了|穿不下|尺码不对)|"
+    r"\b(?:is|are|was|were|it'?s|they'?re)\s+(?:way\s+|much\s+|a bit\s+|too\s+)?too\s+"
+    r"(?:big|small|large|tight|loose|short|long)\b|\b(?:does(?:n'?t| not)|do(?:n'?t| not)) fit\b",
+    re.IGNORECASE,
+)
 # Said of a product the message names ("耳机坏了", "the headphones broke"); alone, "坏了" may be
 # the app or the website.
 _PRODUCT_BROKEN = re.compile(
@@ -790,8 +797,13 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 TOPIC_FAQ_THRESHOLD = 0.88
 # A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
+# "我要退款" / "I want a refund": asks for one, not after one ("我要退款 东西还没发" read track_refund)
+_WANTS_REFUND = re.compile(
+    r"(?:要|想|申请)退款|\b(?:i want|i'd like|i need|give me)\s+(?:a |my )?refund\b|\brefund me\b",
+    re.IGNORECASE,
+)
 _BEFORE_SHIPPING = re.compile(
-    r"刚刚?(?:付款|付的款|支付|下单|下的单|拍的)|还没发货|没发货|未发货|"
+    r"刚刚?(?:付款|付的款|支付|下单|下的单|拍的)|还没发货|没发货|未发货|还没(?:有)?发(?:出|走)?(?![票现])|"
     r"\bjust (?:paid|ordered|placed)\b|\b(?:hasn'?t|has not|not) (?:been )?shipped\b",
     re.IGNORECASE,
 )
@@ -1526,6 +1538,14 @@ class _Policy:
         )
         if received_problem and turn.intent not in _AFTER_SALES_AS_READ:
             return await self.after_sales(named)
+        if _SIZE_PROBLEM.search(text) and (
+            turn.out_of_scope
+            or not turn.confident
+            or turn.intent in ("place_order", "change_order")
+        ):
+            # "我买的衣服太大了" (place_order 0.48) was asked to choose between placing an order,
+            # tracking and changing one: a return of what was bought, the size its reason
+            return await self.after_sales(named)
         if _EXCHANGE.search(text) and (
             turn.intent in ("change_order", "out_of_scope") or not turn.confident
         ):
@@ -1669,7 +1689,10 @@ class _Policy:
                 hit = await self.faq_hit()
                 if hit is not None:  # "how long does a refund take?" is not about one order
                     return self.faq_answer(hit, f"{turn.intent} asked in general")
-            if turn.intent == "get_refund" and (
+            if (
+                turn.intent == "get_refund"
+                or (turn.intent == "track_refund" and _WANTS_REFUND.search(turn.text))
+            ) and (
                 _BEFORE_SHIPPING.search(turn.text)
                 or (_CANCEL_TOO.search(turn.text) and not _RETURN_GOODS.search(turn.text))
             ):
@@ -1994,6 +2017,14 @@ class _Policy:
             # the "no": "wait, first, do you ship to Canada?" was "wait" = no, left unanswered.
             if self.switching(p) and looks_like_question(turn.text):
                 return None
+            if pick is None and looks_like_question(turn.text) and not turn.values("order_id"):
+                # "对了 退货运费谁出啊" (check_refund_policy 0.46) while asked which order to return:
+                # the FAQ's answer, and the order choice kept for the next turn
+                hit = await self.topic_faq_hit() or await self.faq_hit()
+                if hit is not None:
+                    self.state.pending = None
+                    self.state.paused, self.state.paused_turn = p, self.state.turn
+                    return self.faq_answer(hit, "a question the FAQ answers, asked instead")
             if pick is None and _OTHER_ONE.search(turn.text):
                 # "不是这个 另外一个" to the list was "no" and dropped the cancellation
                 return self.offer_orders(p.choices, "another one meant: asking again")

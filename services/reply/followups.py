@@ -61,6 +61,7 @@ _YES_ZH_OPENERS = (
     "就这样",
     "没错",
 )
+_ZH_ASKING = re.compile(r"[?？吗]|谁|什么|怎么|哪|多少|几[天个时]")
 _YES_AFTER_LEAD = (
     "好",
     "行",
@@ -133,7 +134,12 @@ def yes_or_no(text: str) -> bool | None:
         return False
     if any(p in compact for p in _YES_ZH_PHRASES):
         return True
-    if len(compact) <= MAX_ZH_YES_CHARS and compact.startswith(_YES_ZH_OPENERS):
+    if (
+        len(compact) <= MAX_ZH_YES_CHARS
+        and compact.startswith(_YES_ZH_OPENERS)
+        # "对了 退货运费谁出啊" asks; it picked the one order listed
+        and not _ZH_ASKING.search(compact[1:])
+    ):
         return True
     # "那取消吧" / "那就改吧": a lead-in before the yes (it was asked again); not "那是什么"
     led = _PUNCT.sub("", _ZH_LEAD.sub("", t))

@@ -2383,3 +2383,34 @@ def test_when_it_ships_right_after_an_order_answer_is_about_that_order(
     assert d.order_call.order_id == "7730192812"
     # with no order just discussed it is a general question
     assert Chat(shop(), language=language).say(text, "delivery_period", 0.85).action == "answer"
+
+
+def test_an_faq_question_while_asked_which_order_is_answered_and_the_choice_kept() -> None:
+    faq = FakeFaq({"运费": ("faq-return-shipping-cost", "7天无理由退货的寄回运费由买家承担。")})
+    chat = Chat(shop(), language="zh", faq=faq)
+    ask = chat.say("我要退货", "get_refund")
+    assert ask.action in ("ask", "order"), ask.text
+    d = chat.say("对了 退货运费谁出啊", "check_refund_policy", 0.46)
+    # "对" read as yes picked the one order listed and asked the return reason
+    assert d.action == "faq" and d.faq_id == "faq-return-shipping-cost", d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("我买的杯子太大了", "zh"), ("the mug I got is way too big", "en")]
+)
+def test_a_size_problem_is_a_return_with_its_reason(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "place_order", 0.48)
+    # it was a clarify between placing, tracking and changing an order
+    assert d.action in ("ask", "order") and "7730192857" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("我要退款 东西还没发", "zh"), ("I want a refund, it hasn't shipped", "en")],
+)
+def test_a_refund_asked_before_shipping_read_as_track_refund_is_a_cancellation(
+    text: str, language: str
+) -> None:
+    d = Chat(shop(), language=language).say(text, "track_refund", 0.68)
+    # the unshipped order, to cancel (it listed every order for a refund status)
+    assert "7730192812" in d.text and "7730192846" not in d.text, d.text

@@ -317,3 +317,8 @@ def test_an_order_picked_by_its_state_with_a_demonstrative(text: str, status: st
 def test_a_lead_in_before_a_chinese_yes(text: str, answer: bool | None) -> None:
     # "那取消吧" to "确认要取消…吗？" was asked again
     assert yes_or_no(text) is answer
+
+
+@pytest.mark.parametrize("text", ["对了 退货运费谁出啊", "好的 那要几天", "可以吗"])
+def test_a_question_after_a_chinese_yes_word_is_no_yes(text: str) -> None:
+    assert yes_or_no(text) is not True
