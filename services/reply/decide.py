@@ -1766,9 +1766,14 @@ class _Policy:
         the other, or the others to choose from; None when nothing was offered."""
         s = self.state
         recent = self.recent_order()
-        others = [c for c in s.offered if c.order_id != recent]
-        if not recent or not s.offered_intent or not others or len(others) == len(s.offered):
+        if not recent:
             return None
+        others = [c for c in s.offered if c.order_id != recent]
+        if not s.offered_intent or not others or len(others) == len(s.offered):
+            # "what about the other one" after an order named by its id: nothing was offered, so
+            # the customer's orders are (it was "I can't help with that one")
+            intent = s.last_intent if s.last_intent in LOOKUP_INTENTS else "track_order"
+            return await self.ask_which_order(intent)
         if len(others) == 1:
             return await self.serve(s.offered_intent, others[0].order_id)
         s.pending = Pending(s.offered_intent, "order_choice", choices=others)
@@ -2054,7 +2059,16 @@ class _Policy:
                 elif pick is None:
                     # sent to a list of several it was lost: kept until the order is chosen
                     p.contact_given = contact
-                    return self.offer_orders(p.choices, "new contact noted: asking which order")
+                    labels = [c.label_in(self.lang) for c in p.choices]
+                    shown = " ".join(x for x in (contact.get("name"), contact.get("phone")) if x)
+                    d = self.say(
+                        "ask",
+                        "new contact noted: asking which order",
+                        "ask_order_choice_contact",
+                        contact=shown,
+                        orders=numbered(labels),
+                    )
+                    return self.with_choices(d, labels)
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason

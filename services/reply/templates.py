@@ -256,6 +256,16 @@ TEMPLATES: dict[str, T] = {
             "Here are your recent orders:{orders}\nWhich one do you mean (number, order id or product)?",
         ),
     },
+    "ask_order_choice_contact": {
+        "zh": (
+            "新的收货人信息（{contact}）已记下。请问是哪一个订单？{orders}\n回复序号或订单号即可。",
+            "收到，改成{contact}。要改的是哪个订单呢？{orders}\n告诉我第几个或订单号就行。",
+        ),
+        "en": (
+            "Got it, the new recipient details ({contact}) are noted. Which order is it?{orders}\nReply with the number or the order id.",
+            "Noted: {contact}. Which order should get it?{orders}\nTell me the number or the order id.",
+        ),
+    },
     "ask_order_choice_again": {
         "zh": (
             "抱歉没对上，请回复序号（如“第一个”）或10位订单号：{orders}",

@@ -2225,7 +2225,8 @@ def test_a_new_phone_sent_to_a_list_of_several_orders_is_kept_for_the_choice() -
     assert ask.template_id == "ask_order_choice", ask.text
     again = chat.say("13998765432", "out_of_scope", 0.6)
     # it was "couldn't match that" and the number was lost
-    assert again.template_id == "ask_order_choice", again.text
+    assert again.template_id == "ask_order_choice_contact", again.text
+    assert "13998765432" in again.text and len(again.choices) == 2
     d = chat.say("第二个", "greeting", 0.9)
     assert d.template_id == "ask_contact_confirm" and "13998765432" in d.text, d.text
 
@@ -2414,3 +2415,11 @@ def test_a_refund_asked_before_shipping_read_as_track_refund_is_a_cancellation(
     d = Chat(shop(), language=language).say(text, "track_refund", 0.68)
     # the unshipped order, to cancel (it listed every order for a refund status)
     assert "7730192812" in d.text and "7730192846" not in d.text, d.text
+
+
+def test_the_other_one_after_an_order_named_by_id_lists_the_orders() -> None:
+    chat = Chat(shop())
+    chat.say("where's 7730192846", "track_order")
+    d = chat.say("what about the other one", "out_of_scope", 0.57)
+    # it was "I can't help with that one"
+    assert d.action == "ask" and "7730192812" in d.text, d.text
