@@ -30,7 +30,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    that order, and "不是这个 另外一个" to the other one (or offers the rest). Asked which order: a
    question that is no order request ("wait, first, do you ship to Canada?") is answered and the
    choice kept for the next turn only, where a pick ("ok, the paid one") resumes it (an order
-   pick is never handed to a person for a misread contact_human_agent); thanks ends the request;
+   pick is never handed to a person for a misread contact_human_agent), and so is an unsure
+   question the FAQ answers ("对了 退货运费谁出啊"); thanks ends the request;
    "all of them" / "全部都查一下" answers every listed order for a look-up; "另外一个" asks again.
 3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
    "2", "退货退款") → that request, as if the model had read it.
@@ -39,7 +40,7 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    confident different request repeats the request for that order. An order id alone with no
    such request before it → track_order for it (rule 7). Right after an order of such a list
    was served, "the other one" / "不对 是另一个" → the same request for the other (or the rest
-   offered), and "the one before that" / "上一个" → for the next older order of the list.
+   offered; after an order named by its id, the customer's orders), and "the one before that" / "上一个" → for the next older order of the list.
    "sorry what?" / "没看懂" after an answer → ``answer`` repeating it.
 3c. Messages with nothing to classify: "ok" / "好的" → ``answer`` (acknowledged); emoji or
    punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
@@ -60,10 +61,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    reason, whatever the intent model read, unless it read a return, refund, cancellation, a
    person or the return policy; asked as a question the FAQ answers ("坏的怎么办") → ``faq``.
    So does the return policy, or an unsure return, read for a return asked for ("我想return这个item",
-   "I'd like to return an item"). An exchange
+   "I'd like to return an item"), and something bought that does not fit ("我买的衣服太大了",
+   read as unsure, out of scope, placing or changing an order), the size its reason. An exchange
    ("我要换货") read as change_order, out of scope or unsure → ``answer`` saying how exchanges work
    (there is no exchange RPC; the after-sales page does it). A refund asked for an order "just
-   paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet).
+   paid" / "还没发货" with no order named → the cancellation flow (nothing to send back yet), also
+   when read as a refund status ("我要退款 东西还没发").
    A price drop after buying ("降价了能退差价吗"), an item missing from a parcel or where a refund
    goes ("will my refund go back to my card?") → ``faq`` when it holds the answer (price
    protection; check for a second parcel; the original payment method).
@@ -477,6 +480,12 @@ _WHERE_IS_MY = re.compile(
 # "track 1118256606" / "查一下1118256606": with an order id, a look-up of that order
 _TRACK_WORD = re.compile(
     r"\btrack(?:ing)?\b|\bstatus\b|\bcheck\b|\bupdate on\b|查|物流|快递|到哪|发货了吗",
+    re.IGNORECASE,
+)
+# "so what can I do then?" / "那怎么办": right after a request was refused, its options again
+_WHAT_NOW = re.compile(
+    r"\bwhat (?:can|should|could|do) i do\b|\bwhat now\b|\bwhat are my options\b|"
+    r"那(?:我)?(?:该)?怎么办|那咋办|我该怎么办|有什么办法|那怎么弄",
     re.IGNORECASE,
 )
 # "sorry what?" / "没看懂": the last answer again
@@ -1485,6 +1494,21 @@ class _Policy:
             self.understood = False  # no product suggestions with it
             return self.say(
                 "answer", "asked to say it again", "said_again", previous=self.last_answer()
+            )
+        if (
+            _WHAT_NOW.search(turn.text)
+            and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS + 2
+            and s.last_template_id.endswith("_refused")
+            and s.last_order_turn == s.turn - 1
+        ):
+            # "so what can I do then?" after "it can't be cancelled any more. You can refuse the
+            # delivery, or return it …" was "I can't help with that one": the options again
+            self.understood = False
+            return self.say(
+                "answer",
+                "asked what to do after a refusal",
+                "said_again",
+                previous=self.last_answer(),
             )
         bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
         if bare_ids:

@@ -2423,3 +2423,17 @@ def test_the_other_one_after_an_order_named_by_id_lists_the_orders() -> None:
     d = chat.say("what about the other one", "out_of_scope", 0.57)
     # it was "I can't help with that one"
     assert d.action == "ask" and "7730192812" in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("then", "language"), [("so what can I do then?", "en"), ("那怎么办", "zh")]
+)
+def test_what_to_do_after_a_refused_cancellation_gets_the_options_again(
+    then: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    refused = chat.say("cancel 7730192846", "cancel_order")
+    assert refused.template_id == "cancel_refused", refused.text
+    d = chat.say(then, "out_of_scope", 0.88)
+    # it was "I can't help with that one"
+    assert d.template_id == "said_again" and refused.text.split("\n")[0] in d.text, d.text
