@@ -40,14 +40,16 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    confident different request repeats the request for that order. An order id alone with no
    such request before it → track_order for it (rule 7). Right after an order of such a list
    was served, "the other one" / "不对 是另一个" → the same request for the other (or the rest
-   offered; after an order named by its id, the customer's orders), and "the one before that" / "上一个" → for the next older order of the list.
+   offered; after an order named by its id, the customer's orders), and "the one before that" /
+   "上一个" → for the next older order of the list.
    "sorry what?" / "没看懂" after an answer → ``answer`` repeating it.
 3c. Messages with nothing to classify: "ok" / "好的" → ``answer`` (acknowledged); emoji or
    punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
    out-of-scope remark that is no question right after an order was served → ``answer``
    (acknowledged); "where's my <item>" read as unsure or out of scope → track_order (rule 7);
-   so is "where is my order <id>" / "track <id>" read as another, non-order request, and "催一下发货" /
+   so is "where is my order <id>" / "track <id>" read as another, non-order request, and
+   "催一下发货" /
    "when will it ship" read as unsure or out of scope (the unshipped orders are offered).
 3c'. Asked what to buy ("有什么好用的耳机推荐吗", "can you recommend a phone case?"; recommend's
    ``requested``), with no order id and no confident order request, complaint, payment problem
@@ -86,8 +88,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    what the bot can help with.
 6. greeting / thanks / goodbye → ``answer``; thanks that ends the chat ("thanks bye", "好的谢谢
    没问题了") → ``answer`` saying goodbye; sarcastic thanks ("great, another delay. thanks a lot")
-   → ``answer`` asking what is still wrong (as "that didn't help", rule 3c). Then a topic a rule names (price matching, a refund
-   without a return, a gift message, an item missing from a parcel, the courier, another colour
+   → ``answer`` asking what is still wrong (as "that didn't help", rule 3c). Then a topic a rule
+   names (price matching, a refund without a return, a gift message, an item missing from a parcel, the courier, another colour
    or size, current promotions, a company invoice title, a missed delivery or parcel locker,
    combining orders, collecting in person, a product's manual, an order confirmation not
    received) → ``faq`` with that entry when the message scores at least
@@ -109,7 +111,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    (no "我" / "my" / "I", and not a bare command such as "取消订单") that the FAQ answers above
    threshold → ``faq``. With one → OrderService:
    track/change_order/invoice → GetOrder and ``order``; track_refund → GetRefundStatus and
-   ``order`` (no refund: GetOrder says why — not cancelled, or still on its way); cancel → GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
+   ``order`` (no refund: GetOrder says why — not cancelled, or still on its way); cancel →
+   GetOrder, then ``ask`` a confirmation stating the fee rule, yes →
    CancelOrder (``order``), no → ``answer``; change address → ``ask`` the new address, ``ask``
    to confirm it, then ChangeShippingAddress (``order``); get_refund → delivered and inside the
    window: ``ask`` which items (several lines), ``ask`` why unless the request already said
@@ -673,9 +676,6 @@ _FAQ_FIRST_TOPICS = re.compile(
     r"\b(?:reissue|re-issue|correct|change|fix)\b.{0,12}\binvoice\b",
     re.IGNORECASE,
 )
-# Topics a rule recognises and one FAQ entry answers, whatever intent was read ("can I add a gift
-# message to my order?" is change_order 0.93, "do you price match?" delivery_options 0.86). The
-# message must still score on that entry, at TOPIC_FAQ_THRESHOLD instead of the general one.
 _COMPANY_INVOICE = re.compile(
     r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|"
     r"\b(?:company|business|corporate)(?:'s)? (?:name|title|details|invoice)\b|"
@@ -687,6 +687,9 @@ _COMPANY_INVOICE = re.compile(
 _TOPIC_UNLESS: dict[str, re.Pattern[str]] = {
     "faq-missed-delivery": re.compile(r"地址|\baddress\b", re.IGNORECASE),
 }
+# Topics a rule recognises and one FAQ entry answers, whatever intent was read ("can I add a gift
+# message to my order?" is change_order 0.93, "do you price match?" delivery_options 0.86). The
+# message must still score on that entry, at TOPIC_FAQ_THRESHOLD instead of the general one.
 _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         # read as delivery_options they got the delivery-speed template; as track_order, a list
@@ -805,12 +808,12 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 TOPIC_FAQ_THRESHOLD = 0.88
-# A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
 # "我要退款" / "I want a refund": asks for one, not after one ("我要退款 东西还没发" read track_refund)
 _WANTS_REFUND = re.compile(
     r"(?:要|想|申请)退款|\b(?:i want|i'd like|i need|give me)\s+(?:a |my )?refund\b|\brefund me\b",
     re.IGNORECASE,
 )
+# A refund of an order not shipped yet is its cancellation ("我刚付款的订单不想要了，退款")
 _BEFORE_SHIPPING = re.compile(
     r"刚刚?(?:付款|付的款|支付|下单|下的单|拍的)|还没发货|没发货|未发货|还没(?:有)?发(?:出|走)?(?![票现])|"
     r"\bjust (?:paid|ordered|placed)\b|\b(?:hasn'?t|has not|not) (?:been )?shipped\b",
@@ -1463,7 +1466,7 @@ class _Policy:
             if decision is not None:
                 return await self.then_next_request(decision)
             if self.interrupts_with_question(s.pending):
-                s.paused, s.paused_turn = s.pending, s.turn
+                self.pause(s.pending)
             s.pending = None  # the customer moved on to something else
         s.next_requests = []  # asked with a request the customer has now left
         picked = picked_intent(turn.text, clarified, self.lang)
@@ -1491,10 +1494,7 @@ class _Policy:
             return self.say("ask", "a pick with nothing to pick from", "nothing_to_pick")
         if _PARDON.fullmatch(turn.text.strip()) and s.last_reply_text:
             # "sorry what?" after an answer was "I can't help with that one"
-            self.understood = False  # no product suggestions with it
-            return self.say(
-                "answer", "asked to say it again", "said_again", previous=self.last_answer()
-            )
+            return self.say_again("asked to say it again")
         if (
             _WHAT_NOW.search(turn.text)
             and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS + 2
@@ -1503,13 +1503,7 @@ class _Policy:
         ):
             # "so what can I do then?" after "it can't be cancelled any more. You can refuse the
             # delivery, or return it …" was "I can't help with that one": the options again
-            self.understood = False
-            return self.say(
-                "answer",
-                "asked what to do after a refusal",
-                "said_again",
-                previous=self.last_answer(),
-            )
+            return self.say_again("asked what to do after a refusal")
         bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
         if bare_ids:
             # an order id alone, nothing asked before it: the customer wants that order's state
@@ -1792,26 +1786,37 @@ class _Policy:
         recent = self.recent_order()
         if not recent:
             return None
-        others = [c for c in s.offered if c.order_id != recent]
-        if not s.offered_intent or not others or len(others) == len(s.offered):
+        offered = [c.order_id for c in s.offered]
+        if not s.offered_intent or recent not in offered or len(offered) == 1:
             # "what about the other one" after an order named by its id: nothing was offered, so
             # the customer's orders are (it was "I can't help with that one")
             intent = s.last_intent if s.last_intent in LOOKUP_INTENTS else "track_order"
             return await self.ask_which_order(intent)
-        if len(others) == 1:
-            return await self.serve(s.offered_intent, others[0].order_id)
-        s.pending = Pending(s.offered_intent, "order_choice", choices=others)
-        return self.offer_orders(others, "the other order meant: offering the rest")
+        return await self.offer_others(s.offered_intent, recent)
 
-    def last_answer(self) -> str:
-        """The bot's last reply without the product suggestions under it."""
+    async def offer_others(self, intent: str, order_id: str) -> Decision | None:
+        """``intent`` for the offered order other than ``order_id``, or the others to choose
+        from; None when there is no other."""
+        others = [c for c in self.state.offered if c.order_id != order_id]
+        if len(others) == 1:
+            return await self.serve(intent, others[0].order_id)
+        if not others:
+            return None
+        self.state.pending = Pending(intent, "order_choice", choices=others)
+        return self.offer_orders(others, "another order meant: offering the rest")
+
+    def say_again(self, why: str) -> Decision:
+        """The bot's last reply once more, without the product suggestions under it (and none
+        added to this one)."""
         openings = tuple(
             variant.split("{", 1)[0]
             for language in ("zh", "en")
             for variant in tpl.TEMPLATES["recommend"][language]
         )
         lines = self.state.last_reply_text.split("\n")
-        return "\n".join(line for line in lines if not line.startswith(openings))
+        previous = "\n".join(line for line in lines if not line.startswith(openings))
+        self.understood = False
+        return self.say("answer", why, "said_again", previous=previous)
 
     def order_before_recent(self) -> str:
         """The offered order listed right after the one just served (the offer is newest
@@ -1877,6 +1882,11 @@ class _Policy:
             and not (turn.confident and turn.intent in ORDER_INTENTS)
             and not turn.values("order_id")
         )
+
+    def pause(self, p: Pending) -> None:
+        """Set the order choice aside for the next turn (``resume_paused``)."""
+        s = self.state
+        s.pending, s.paused, s.paused_turn = None, p, s.turn
 
     async def resume_paused(self) -> Decision | None:
         """The order choice a question interrupted, picked right after the answer ("which
@@ -2051,8 +2061,7 @@ class _Policy:
                 # the FAQ's answer, and the order choice kept for the next turn
                 hit = await self.topic_faq_hit() or await self.faq_hit()
                 if hit is not None:
-                    self.state.pending = None
-                    self.state.paused, self.state.paused_turn = p, self.state.turn
+                    self.pause(p)
                     return self.faq_answer(hit, "a question the FAQ answers, asked instead")
             if pick is None and _OTHER_ONE.search(turn.text):
                 # "不是这个 另外一个" to the list was "no" and dropped the cancellation
@@ -2083,16 +2092,13 @@ class _Policy:
                 elif pick is None:
                     # sent to a list of several it was lost: kept until the order is chosen
                     p.contact_given = contact
-                    labels = [c.label_in(self.lang) for c in p.choices]
                     shown = " ".join(x for x in (contact.get("name"), contact.get("phone")) if x)
-                    d = self.say(
-                        "ask",
+                    return self.offer_orders(
+                        p.choices,
                         "new contact noted: asking which order",
                         "ask_order_choice_contact",
                         contact=shown,
-                        orders=numbered(labels),
                     )
-                    return self.with_choices(d, labels)
             if pick is not None:
                 order_id = pick if isinstance(pick, str) else pick.order_id
                 self.given_address, self.given_reason = dict(p.address), p.reason
@@ -2143,12 +2149,9 @@ class _Policy:
             if other:
                 return await self.serve(p.intent, other)
             if _OTHER_ONE.search(turn.text) and self.state.offered_intent == p.intent:
-                others = [c for c in self.state.offered if c.order_id != p.order_id]
-                if len(others) == 1:
-                    return await self.serve(p.intent, others[0].order_id)
-                if others:
-                    self.state.pending = Pending(p.intent, "order_choice", choices=others)
-                    return self.offer_orders(others, "another order meant: offering the rest")
+                offered = await self.offer_others(p.intent, p.order_id)
+                if offered is not None:
+                    return offered
             if abandoned_for_another(turn.text):
                 return None  # "算了，先帮我查下物流吧" was a "no" and the tracking was lost
             answer = followups.yes_or_no(turn.text)
@@ -2284,11 +2287,17 @@ class _Policy:
         d.choices = labels
         return d
 
-    def offer_orders(self, choices: Sequence[OrderChoice], why: str) -> Decision:
+    def offer_orders(
+        self,
+        choices: Sequence[OrderChoice],
+        why: str,
+        template: str = "ask_order_choice",
+        **slots: str,
+    ) -> Decision:
         """ "Which order is it?" with the numbered list."""
         labels = [c.label_in(self.lang) for c in choices]
         return self.with_choices(
-            self.say("ask", why, "ask_order_choice", orders=numbered(labels)), labels
+            self.say("ask", why, template, orders=numbered(labels), **slots), labels
         )
 
     def busy(self, call: OrderCallResult, keep: Pending) -> Decision:
