@@ -306,6 +306,8 @@ APOLOGY_NEGATIVE_SCORE = 0.6
 SURE_LANGUAGE = 0.7
 # How many turns after an order was looked up "it" / "这单" still means that order.
 RECENT_ORDER_TURNS = 2
+# At most this many questions of one message are looked up in the FAQ one by one.
+MAX_QUESTIONS_PER_TURN = 3
 _THIS_ORDER = re.compile(
     r"\b(it|this|that|this one|that one|the order|this order|that order|same order)\b|"
     r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
@@ -621,6 +623,16 @@ _APOLOGY_OPENING = re.compile(
 # An exchange after delivery ("我要换货", "can I exchange it for a bigger size"): no order
 # action for it, the after-sales page does it
 _EXCHANGE = re.compile(r"换货|\bexchange\b", re.IGNORECASE)
+# A size, colour or quantity wanted for an order ("I want a bigger size", "换个大一码的", "颜色改成黑色"):
+# customers change those themselves under My Orders; the bot changes only the address.
+_VARIANT_CHANGE = re.compile(
+    r"\b(?:bigger|smaller|larger|different|another|other)\s+(?:size|colou?r|one)\b|"
+    r"\b(?:change|switch|swap)\b.{0,20}\b(?:size|colou?r|quantity|qty)\b|"
+    r"\bsize\s+(?:up|down)\b|\b(?:size|colou?r|quantity)\s+to\b|"
+    r"(?:换|改)(?:成|为|个|一下)?.{0,4}(?:大|小)(?:一|1)?(?:号|码)|(?:大|小)(?:一|1)(?:号|码)|"
+    r"(?:尺码|码数|颜色|数量|规格|型号)(?:帮我)?(?:换|改)|(?:换|改)(?:一?个|一下)?(?:尺码|码数|颜色|数量|规格)",
+    re.IGNORECASE,
+)
 # "我想return这个item" / "I want to return this": a return asked for, not the policy
 _WANTS_RETURN = re.compile(
     r"我(?:想|要)(?:退|return)|(?:想|要)退(?:货|掉|这个|了)|"
@@ -646,6 +658,13 @@ _NOT_SHIPPED = re.compile(
 _HURRY_SHIPPING = re.compile(
     r"催(?:一下|一催|下)?(?:发货|快递|物流)|(?:尽快|快点|赶紧|早点)(?:给我)?发(?:货)?|"
     r"\b(?:hurry|speed|rush)\b.{0,20}\b(?:ship|dispatch|send)|\bship (?:it )?(?:faster|sooner|asap)\b",
+    re.IGNORECASE,
+)
+# Hurrying in general ("能不能快点", "催一下", "can you speed it up"): said right after a shipped
+# order's tracking it is about the parcel already with the courier
+_HURRY = re.compile(
+    r"快点|快一点|快些|加快|加急|催(?:一下|一催|下|件|单)?|尽快|赶紧|急用|早点到|"
+    r"\b(?:hurry|speed (?:it |this |that )?up|faster|sooner|asap|rush|expedite)\b",
     re.IGNORECASE,
 )
 _NOT_ARRIVED = re.compile(
@@ -1071,6 +1090,10 @@ class Turn:
         return bool(self.intent) and self.confidence >= LOW_CONFIDENCE
 
 
+def _hit_label(hit: FaqHit) -> str:
+    return f"{hit.faq_id} {hit.score:.3f}"
+
+
 def reply_language(language: str) -> str:
     return "zh" if language == "zh" else "en"
 
@@ -1166,6 +1189,7 @@ async def decide(turn: Turn, state: DialogueState, deps: Deps) -> Decision:
     """Choose this turn's action; ``state`` is updated in place for the next turn."""
     policy = _Policy(turn, state, deps)
     decision = await policy.run()
+    decision = await policy.with_other_questions(decision)
     policy.finish(decision)
     return decision
 
@@ -1292,6 +1316,31 @@ def refers_to_own(text: str) -> bool:
 
 def looks_like_question(text: str) -> bool:
     return bool(_QUESTION.search(text))
+
+
+# Where one question of a message ends and the next begins: sentence marks always; in Chinese
+# also commas and spaces ("满多少包邮 支持花呗吗"); in English a comma or "and" only before a
+# question word ("how long does delivery take, and can I pay with PayPal?"), since "if I order
+# today, when …" is one question.
+_QUESTION_BREAK = re.compile(
+    r"(?<=[?？。!！;；\n])\s*|(?<=[\u4e00-\u9fff])\s*[，,、 ]\s*(?=[\u4e00-\u9fff])|"
+    r"(?:\s*,\s*(?:(?:and|also|plus)\s+)?|\s+(?:and|also|plus)\s+)(?=(?:how|what|when|where|which|who|"
+    r"why|can|could|do|does|did|is|are|will|would|should)\b)",
+    re.IGNORECASE,
+)
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def question_clauses(text: str) -> list[str]:
+    """The questions a message asks, one per clause, when it asks more than one (a clause counts
+    with ≥ 4 Han characters or ≥ 3 words, so "亲" or "hi, what" do not); [] for one question."""
+    clauses: list[str] = []
+    for part in _QUESTION_BREAK.split(text):
+        part = (part or "").strip(" ,，、.。~～")
+        big_enough = len(_CJK.findall(part)) >= 4 or len(_WORD.findall(part)) >= 3
+        if big_enough and looks_like_question(part):
+            clauses.append(part)
+    return clauses if len(clauses) > 1 else []
 
 
 def recommendation_text(r: Recommended, language: str) -> str:
@@ -1577,6 +1626,20 @@ class _Policy:
             # "hello! I'd like to return an item please" (get_refund 0.41) got a clarify
             return await self.after_sales(named)
         if (
+            s.last_template_id == "change_order_open"
+            and s.last_order_turn == s.turn - 1
+            and _VARIANT_CHANGE.search(text)
+            and turn.intent != "change_shipping_address"
+        ):
+            # "I want a bigger size" right after "order X hasn't shipped, change size under My
+            # Orders" was "Alright.": where to change it, once more and plainly
+            return self.say(
+                "answer",
+                "a size / colour change asked for an open order",
+                "change_variant_self",
+                order_id=s.last_order_id,
+            )
+        if (
             (turn.out_of_scope or not turn.confident)
             and s.last_order_id
             and s.last_order_turn == s.turn - 1
@@ -1608,6 +1671,21 @@ class _Policy:
             template = "refuse_delivery" if order_id else "refuse_delivery_any"
             return self.say(
                 "answer", "the customer will refuse the parcel", template, order_id=order_id
+            )
+        if (
+            s.last_template_id == "track_shipped"
+            and s.last_order_turn == s.turn - 1
+            and _HURRY.search(text)
+            and not turn.values("order_id")
+            and not (turn.confident and turn.intent in WRITE_REQUESTS)
+        ):
+            # "能不能快点" right after "order X is on its way with SF, expected …" got the
+            # delivery options: the parcel is with the courier, what the customer can do
+            return self.say(
+                "answer",
+                "asked to hurry an order already with the courier",
+                "hurry_in_transit",
+                order_id=s.last_order_id,
             )
         if (
             _HURRY_SHIPPING.search(text)
@@ -1954,6 +2032,50 @@ class _Policy:
             d.choices = options
             return d
         return self.say("clarify", "low confidence: asking to rephrase", "clarify_rephrase")
+
+    async def with_other_questions(self, d: Decision) -> Decision:
+        """Every question of a message that asks several ("满多少包邮？支持花呗吗？") answered from
+        the FAQ, each clause looked up on its own; the whole message, a mix of both, often scores
+        on one entry or on none (only one of them was answered). An FAQ answer gets the other
+        clauses' answers under it; a template answer or a clarify is replaced only when every
+        clause has its entry (a template may be the answer to a clause without one)."""
+        if self.deps.faq is None or d.action not in ("faq", "answer", "clarify"):
+            return d
+        replaceable = d.template_id.startswith("intent:") or d.template_id in (
+            "out_of_scope",
+            "clarify_rephrase",
+        )
+        if d.action != "faq" and not replaceable:
+            return d
+        clauses = question_clauses(self.turn.text)[:MAX_QUESTIONS_PER_TURN]
+        if not clauses:
+            return d
+        hits: list[FaqHit] = []
+        for clause in clauses:
+            asked = replace(self.turn, text=clause, masked_text=clause, embedding=b"")
+            hit = await self.deps.faq.lookup(asked)
+            if hit is not None and all(h.faq_id != hit.faq_id for h in hits):
+                hits.append(hit)
+        if d.action == "faq":
+            extra = [h for h in hits if h.faq_id != d.faq_id and h.answer not in d.text]
+            if extra:
+                d.text = "\n".join([d.text, *(h.answer for h in extra)])
+                d.reason += "; other questions: " + ", ".join(_hit_label(h) for h in extra)
+            return d
+        if len(hits) < len(clauses):
+            return d
+        if d.action == "clarify":  # the turn is understood after all
+            self.understood = True
+            self.state.low_confidence_streak = max(0, self.state.low_confidence_streak - 1)
+        labels = ", ".join(_hit_label(h) for h in hits)
+        return Decision(
+            "faq",
+            f"{len(hits)} questions, each answered by the FAQ ({labels})",
+            self.lang,
+            text="\n".join(h.answer for h in hits),
+            faq_id=hits[0].faq_id,
+            faq_score=hits[0].score,
+        )
 
     async def faq_hit(self) -> FaqHit | None:
         return await self.deps.faq.lookup(self.turn) if self.deps.faq is not None else None

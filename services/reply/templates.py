@@ -558,6 +558,26 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} can still be changed in My Orders. I can update the shipping address for you right here.",
         ),
     },
+    "hurry_in_transit": {
+        "zh": (
+            "订单{order_id}已经交给快递在路上了，派送速度由快递公司安排，我们这边没法再加快，抱歉～如果过了预计送达时间还没到，告诉我，我帮您转人工跟快递核实。",
+            "理解您着急～订单{order_id}已发出，目前在快递运输中，时效由快递决定，我这边无法催快。超过预计时间仍未送达的话，随时找我，我安排人工帮您追查。",
+        ),
+        "en": (
+            "Order {order_id} is already with the courier, and I'm sorry, but we can't make it go faster from here. If it hasn't arrived by the expected date, tell me and I'll have a colleague check with the courier.",
+            "I understand you're in a hurry. Order {order_id} has shipped, so its speed is up to the courier now and I can't rush it. If it's later than the expected date, let me know and a colleague will chase it with them.",
+        ),
+    },
+    "change_variant_self": {
+        "zh": (
+            "尺码、颜色和数量需要您在“我的订单”里自己修改：订单{order_id}还没发货，现在还能改。我这边可以帮您改收货地址。",
+            "订单{order_id}还没发货，规格（尺码、颜色）和数量请在“我的订单”→订单详情里修改；收货地址可以告诉我，我来改。",
+        ),
+        "en": (
+            "Size, colour and quantity are changed under My Orders: order {order_id} hasn't shipped, so it can still be changed there. From here I can change the shipping address.",
+            "You can switch the size, colour or quantity of order {order_id} yourself under My Orders (open the order, then Change); it hasn't shipped yet. The address I can change for you here.",
+        ),
+    },
     "change_order_closed": {
         "zh": (
             "订单{order_id}{status}，无法修改了；收货后可以申请退换货。",

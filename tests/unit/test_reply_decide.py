@@ -8,7 +8,12 @@ import re
 import pytest
 
 from kefu.v1.events_pb2 import Envelope
-from services.reply.decide import Recommended, requests_by_order, turn_from_envelope
+from services.reply.decide import (
+    Recommended,
+    question_clauses,
+    requests_by_order,
+    turn_from_envelope,
+)
 from services.reply.state import DialogueState
 from tests.unit.test_reply_fakes import CASE, EARBUDS, MUG, Chat, FakeFaq, FakeOrders, make_order
 
@@ -2437,3 +2442,123 @@ def test_what_to_do_after_a_refused_cancellation_gets_the_options_again(
     d = chat.say(then, "out_of_scope", 0.88)
     # it was "I can't help with that one"
     assert d.template_id == "said_again" and refused.text.split("\n")[0] in d.text, d.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("I want a bigger size", "en"),
+        ("can you change the colour to black", "en"),
+        ("我要换大一码的", "zh"),
+        ("颜色帮我改成黑色", "zh"),
+    ],
+)
+def test_a_size_change_right_after_the_change_answer_says_where_to_change_it(
+    text: str, language: str
+) -> None:
+    # session 18 gap: "I want a bigger size" after "order X hasn't shipped, change size under My
+    # Orders" was "Alright."
+    chat = Chat(shop(), language=language)
+    first = chat.say("can I change the size of order 7730192812", "change_order")
+    assert first.template_id == "change_order_open"
+    d = chat.say(text, "out_of_scope", 0.5)
+    assert d.action == "answer" and d.template_id == "change_variant_self", text
+    assert "7730192812" in d.text
+
+
+def test_a_remark_after_the_change_answer_is_still_acknowledged() -> None:
+    chat = Chat(shop())
+    chat.say("can I change the size of order 7730192812", "change_order")
+    d = chat.say("ugh fine", "out_of_scope", 0.5)
+    assert d.template_id == "acknowledged"
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "intent"),
+    [
+        ("能不能快点", "zh", "delivery_options"),
+        ("帮我催一下", "zh", "track_order"),
+        ("can you speed it up?", "en", "delivery_period"),
+    ],
+)
+def test_hurrying_a_shipped_order_right_after_its_tracking(
+    text: str, language: str, intent: str
+) -> None:
+    # session 18 gap: "能不能快点" after a shipped order's tracking got the delivery options
+    chat = Chat(shop(), language=language)
+    first = chat.say("where is order 7730192846", "track_order")
+    assert first.template_id == "track_shipped"
+    d = chat.say(text, intent, 0.8)
+    assert d.action == "answer" and d.template_id == "hurry_in_transit", text
+    assert "7730192846" in d.text
+
+
+# -- several questions in one message ---------------------------------------------------------------
+def two_entry_faq() -> FakeFaq:
+    return FakeFaq(
+        {
+            "包邮": ("faq-shipping-fee", "订单实付满99元包邮。"),
+            "花呗": ("faq-payment-methods", "支持支付宝、微信支付和花呗。"),
+            "shipping": ("faq-shipping-fee", "Free shipping over 99 CNY."),
+            "PayPal": ("faq-payment-methods", "We accept Alipay, WeChat Pay and PayPal."),
+        }
+    )
+
+
+def test_question_clauses_split_only_messages_with_several_questions() -> None:
+    assert question_clauses("满多少包邮？支持花呗吗？") == ["满多少包邮？", "支持花呗吗？"]
+    assert question_clauses("亲，请问一下，满多少包邮，还有支持花呗吗") == [
+        "满多少包邮",
+        "还有支持花呗吗",
+    ]
+    assert question_clauses("how long does delivery take, and can I pay with PayPal?") == [
+        "how long does delivery take",
+        "can I pay with PayPal?",
+    ]
+    assert question_clauses("If I order today, when will it arrive?") == []
+    assert question_clauses("Hi, how long does shipping take?") == []
+    assert question_clauses("你好。在吗？") == []
+
+
+def test_an_faq_answer_gets_the_second_questions_answer_under_it() -> None:
+    # session 18 gap: two questions in one message answered only one
+    chat = Chat(shop(), language="zh", faq=two_entry_faq())
+    d = chat.say("满多少包邮？支持花呗吗？", "delivery_options", 0.9)
+    assert d.action == "faq" and d.faq_id == "faq-shipping-fee"
+    assert "99元包邮" in d.text and "花呗" in d.text
+
+
+def test_a_template_answer_is_replaced_only_when_every_question_has_an_entry() -> None:
+    faq = two_entry_faq()
+    faq.scores["how long"] = 0.5
+    chat = Chat(shop(), faq=faq)
+    both = chat.say("how much is shipping, and can I pay with PayPal?", "check_payment_methods")
+    # the whole message holds both keys: the fake answers the first; the second comes under it
+    assert both.action == "faq" and "PayPal" in both.text and "Free shipping" in both.text
+    one = chat.say("how long does delivery take, and can I pay with PayPal?", "delivery_period")
+    assert one.action == "faq" and one.faq_id == "faq-payment-methods"  # whole message matched
+    chat2 = Chat(shop(), faq=FakeFaq({"PayPal": ("faq-payment-methods", "PayPal ok.")}))
+    d = chat2.say("how long does delivery take? do you have a store in Paris?", "delivery_period")
+    assert d.action == "answer" and d.template_id == "intent:delivery_period"
+
+
+class ClauseOnlyFaq(FakeFaq):
+    """Finds nothing for a message that mixes two questions, as the real search often does."""
+
+    async def lookup(self, turn, threshold=None, among=None):  # type: ignore[no-untyped-def]
+        if sum(key in turn.text for key in self.entries) > 1:
+            return None
+        return await super().lookup(turn, threshold, among)
+
+
+def test_an_unsure_message_of_two_faq_questions_is_answered_not_clarified() -> None:
+    faq = ClauseOnlyFaq(
+        {
+            "包邮": ("faq-shipping-fee", "订单实付满99元包邮。"),
+            "花呗": ("faq-payment-methods", "支持花呗。"),
+        }
+    )
+    chat = Chat(shop(), language="zh", faq=faq)
+    d = chat.say("满多少包邮 支持花呗吗", "out_of_scope", 0.4)
+    assert d.action == "faq" and "99元" in d.text and "支持花呗。" in d.text
+    assert chat.state.low_confidence_streak == 0
