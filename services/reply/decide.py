@@ -667,6 +667,10 @@ _HURRY = re.compile(
     r"\b(?:hurry|speed (?:it |this |that )?up|faster|sooner|asap|rush|expedite)\b",
     re.IGNORECASE,
 )
+# "can you send it to my email" right after the invoice answer is about the invoice (it scored
+# 0.928 on the registration entry and got the account template)
+_BY_EMAIL = re.compile(r"邮箱|邮件|\be-?mail", re.IGNORECASE)
+_INVOICE_ENTRIES = frozenset({"faq-invoice-issue", "faq-invoice-change"})
 _NOT_ARRIVED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|物流.{0,4}没(?:有)?(?:更新|动)|"
     r"\b(?:tracking|status) (?:has ?n[o']t|hasn't|not|never) (?:been )?(?:updated|changed|moved)\b|"
@@ -1687,6 +1691,15 @@ class _Policy:
                 "hurry_in_transit",
                 order_id=s.last_order_id,
             )
+        if (
+            s.last_template_id in _INVOICE_ENTRIES
+            and _BY_EMAIL.search(text)
+            and not (turn.confident and turn.intent in ORDER_INTENTS | {"edit_account"})
+            and self.deps.faq is not None
+        ):
+            hit = await self.deps.faq.lookup(turn, threshold=0.0, among={"faq-invoice-issue"})
+            if hit is not None:
+                return self.faq_answer(hit, "the invoice by e-mail, asked right after the invoice")
         if (
             _HURRY_SHIPPING.search(text)
             and (turn.intent not in ORDER_INTENTS or not turn.confident)

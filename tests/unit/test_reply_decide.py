@@ -2576,3 +2576,24 @@ def test_a_template_answer_gets_the_faq_answer_of_its_other_question_under_it() 
     d = chat.say("how long does delivery take? do you have a store in Paris?", "delivery_period")
     assert d.action == "answer" and d.template_id == "intent:delivery_period"
     assert d.text.endswith("We have no shops, online only.") and "faq-stores" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [("can you send it to my email", "registration_problems"), ("发我邮箱可以吗", "out_of_scope")],
+)
+def test_email_right_after_the_invoice_answer_is_about_the_invoice(text: str, intent: str) -> None:
+    faq = FakeFaq(
+        {
+            "invoice": ("faq-invoice-issue", "Invoices … also sent by e-mail."),
+            "发票": ("faq-invoice-issue", "电子发票……也会发送到您的邮箱。"),
+            "发我邮箱": ("faq-invoice-issue", "电子发票……也会发送到您的邮箱。"),
+            "email": ("faq-invoice-issue", "Invoices … also sent by e-mail."),
+        },
+        scores={"email": 0.5, "发我邮箱": 0.5},  # the message alone scores low
+    )
+    chat = Chat(shop(), language="zh" if "邮" in text else "en", faq=faq)
+    first = chat.say("can you issue an invoice? 发票", "get_invoice")
+    assert first.faq_id == "faq-invoice-issue"
+    d = chat.say(text, intent, 0.6)
+    assert d.action == "faq" and d.faq_id == "faq-invoice-issue", d.reason
