@@ -42,7 +42,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    was served, "the other one" / "不对 是另一个" → the same request for the other (or the rest
    offered; after an order named by its id, the customer's orders), and "the one before that" /
    "上一个" → for the next older order of the list.
-   "sorry what?" / "没看懂" after an answer → ``answer`` repeating it.
+   "sorry what?" / "没看懂" after an answer → ``answer`` repeating it. Right after "order X can
+   still be changed under My Orders", a size / colour / quantity asked for ("I want a bigger
+   size", "换大一码") → ``answer`` saying the customer changes those there; right after a
+   shipped order's tracking, "能不能快点" / "can you speed it up" → ``answer``: the courier sets
+   the pace, a person checks once it is late; right after the invoice answer, "send it to my
+   email" / "发我邮箱" → that answer again (it says how).
 3c. Messages with nothing to classify: "ok" / "好的" → ``answer`` (acknowledged); emoji or
    punctuation only, or a lead-in ("那个", "我想问下", "um") → ``answer`` inviting the question;
    "算了不取消了" / "never mind" with nothing pending → ``answer`` (acknowledged); an unsure or
@@ -136,6 +141,10 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    ``handoff`` (order_service_down).
 8. Informational intents → ``faq`` when an FAQ entry matches above threshold, else ``answer``
    from the intent's template.
+
+A message of several questions ("满多少包邮？支持花呗吗？"): each question (``question_clauses``) is
+also looked up in the FAQ on its own; an FAQ or template answer gets the other questions' answers
+under it, a clarify is replaced by them when every question has its entry.
 
 Every reply is in the customer's language (envelope language zh → zh, anything else → en; a
 message whose language ingest is unsure of, like "ok" or an order id, keeps the conversation's,
