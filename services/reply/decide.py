@@ -2602,6 +2602,9 @@ class _Policy:
             # "收到的货发错了" past day 7 was told only that returns close after 7 days: the FAQ
             # promises 30 days for faulty and wrong items, which a person handles
             why = "return_why_faulty"
+        elif intent == "get_refund" and _SIZE_PROBLEM.search(self.turn.text):
+            # "it's too big" was told only that returns need a delivered order in the window
+            why = "return_why_size"
         return self.say(
             "order",
             f"{intent}: no eligible order",

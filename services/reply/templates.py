@@ -1029,6 +1029,14 @@ ADVICE: dict[str, dict[str, str]] = {
             "can still help within 30 days of delivery: just ask for a person."
         ),
     },
+    "return_why_size": {
+        "zh": "尺码不合适可以在签收后7天内申请无理由退换，您目前没有在这个期限内的订单；还在路上的订单，签收后7天内都可以申请。",
+        "en": (
+            "A wrong size can be returned within 7 days of delivery, and none of your orders is "
+            "inside that window now; an order still on its way can be returned within 7 days "
+            "once it arrives."
+        ),
+    },
     "refund_what": {"zh": "查询退款", "en": "have a refund"},
     "refund_why": {"zh": "", "en": ""},
     "fee_free": {"zh": "本次取消不收费。", "en": "No fee was charged. "},

@@ -2597,3 +2597,9 @@ def test_email_right_after_the_invoice_answer_is_about_the_invoice(text: str, in
     assert first.faq_id == "faq-invoice-issue"
     d = chat.say(text, intent, 0.6)
     assert d.action == "faq" and d.faq_id == "faq-invoice-issue", d.reason
+
+
+def test_a_size_problem_without_a_returnable_order_says_when_a_size_can_be_returned() -> None:
+    # session 18 gap: "it's too big" got "none of your orders can be returned" and nothing more
+    d = Chat(shop(), user_id="u2001").say("it's too big", "out_of_scope", 0.5)
+    assert d.template_id == "no_eligible_orders" and "7 days" in d.text, d.text
