@@ -288,8 +288,6 @@ _MANAGER_REQUEST = re.compile(
 # _HUMAN_REQUEST, or told "I can't help with that") unless the customer also asks for a person
 _ASKS_IF_BOT = re.compile(
     r"你是(?:不是)?(?:机器人|真人|人工|ai|人)|是(?:不是)?机器人|是真人吗|是人工吗|机器人吗|你是谁|"
-    # what it can do: "I can't help with that one" was the answer to "你能干什么"
-    r"你(?:能|会|可以)(?:干|做|帮我做|帮我干)?(?:什么|啥)|\bwhat can (?:you|u) do\b|\bwhat do (?:you|u) do\b|"
     r"\bwho\s+(?:are|r)\s+(?:you|u)\b|"
     r"\b(?:are|r)\s+(?:you|u)\s+(?:a\s+|an\s+)?(?:real\s+)?(?:bot|robot|human|person|ai|machine|real)\b|"
     r"\bis\s+this\s+(?:a\s+|an\s+)?(?:bot|robot|real person|human|ai|machine)\b|"
@@ -297,6 +295,15 @@ _ASKS_IF_BOT = re.compile(
     r"(?:bot|robot|machine|real person|human|person)\b",
     re.IGNORECASE,
 )
+# What the bot can do: "I can't help with that one" was the answer to "你能干什么". Only asked
+# alone: "…the mug inside was cracked. What can you do about this?" is a complaint, not this.
+_ASKS_WHAT_BOT_DOES = re.compile(
+    r"你(?:能|会|可以)(?:干|做|帮我做|帮我干)?(?:什么|啥)|"
+    r"\bwhat can (?:you|u) do\b(?!\s+(?:about|for|with|to)\b)|\bwhat do (?:you|u) do\b",
+    re.IGNORECASE,
+)
+ASKS_WHAT_BOT_DOES_MAX_WORDS = 8  # Latin words; twice as many Han characters
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
 _WANTS_PERSON = re.compile(
     r"转人工|找人工|要人工|人工客服|找真人|要真人|\b(?:want|need|give me|let me|connect|transfer|"
     r"talk to|speak to|talk with|speak with|get me)\b",
@@ -317,6 +324,17 @@ SURE_LANGUAGE = 0.7
 RECENT_ORDER_TURNS = 2
 # At most this many questions of one message are looked up in the FAQ one by one.
 MAX_QUESTIONS_PER_TURN = 3
+# Intent templates that say what one FAQ entry says (the entry in more detail): one question's
+# answer is never both.
+_TEMPLATE_TWINS = {
+    "delivery_period": "faq-delivery-time",
+    "check_payment_methods": "faq-payment-methods",
+    "check_cancellation_fee": "faq-cancel-fee",
+    "check_refund_policy": "faq-return-policy",
+    "recover_password": "faq-password-reset",
+    "delete_account": "faq-account-delete",
+    "create_account": "faq-account-register",
+}
 _THIS_ORDER = re.compile(
     r"\b(it|this|that|this one|that one|the order|this order|that order|same order)\b|"
     r"它|这单|那单|这个订单|那个订单|该订单|这笔|刚才|刚刚",
@@ -680,6 +698,31 @@ _HURRY = re.compile(
 # 0.928 on the registration entry and got the account template)
 _BY_EMAIL = re.compile(r"邮箱|邮件|\be-?mail", re.IGNORECASE)
 _INVOICE_ENTRIES = frozenset({"faq-invoice-issue", "faq-invoice-change"})
+# An order id corrected after "I can't find order …"
+_CORRECTED_ID = re.compile(
+    r"\bwrong (?:number|id|order|one)\b|\btypo\b|\bi mean|\bi meant\b|\bsorry\b|\bmy bad\b|"
+    r"\boops\b|\bshould be\b|\bit'?s\b|\bactually\b|\btry\b|"
+    r"打错|写错|输错|填错|不好意思|抱歉|应该是|是这个|换成|重新|再查|我看错",
+    re.IGNORECASE,
+)
+# Someone else's order ("这是我朋友的订单", "it's my wife's order"): only the account it was placed
+# with can see it; said after "not one of your orders" it got the customer's own list
+_SOMEONE_ELSES = re.compile(
+    r"(?:朋友|家人|老婆|老公|妈妈?|爸爸?|父母|同事|别人|室友|家里人|他|她)的(?:订单|单子|账号|账户|快递|包裹)|"
+    r"(?:用|是)(?:朋友|家人|老婆|老公|我妈|我爸|别人|同事)的(?:账号|账户|号)|"
+    r"\b(?:my|a) (?:friend|wife|husband|mom|mum|mother|dad|father|partner|sister|brother|"
+    r"colleague|son|daughter|boyfriend|girlfriend)'?s (?:order|account|parcel|package)\b|"
+    r"\bsomeone else'?s (?:order|account)\b|\b(?:on|from) (?:his|her|their) account\b",
+    re.IGNORECASE,
+)
+# "那怎么申请" / "how do I do that?" right after an FAQ answer that says how: that answer again
+_HOW_FOLLOW_UP = re.compile(
+    r"^(?:那|那么|所以)?(?:要|该|应该)?(?:怎么|如何)(?:申请|弄|操作|办|做|搞|处理)(?:呢|啊|呀)?[?？]*$|"
+    r"^(?:那)?(?:在)?哪(?:里|儿)?(?:申请|弄|操作|办)(?:呢|啊)?[?？]*$|"
+    r"^(?:ok |so |and )?(?:how|where) (?:do|can) i (?:do|apply for|request|get) (?:that|it|this)\??$|"
+    r"^(?:ok |so |and )?how\??$",
+    re.IGNORECASE,
+)
 _NOT_ARRIVED = re.compile(
     r"(?:还|怎么|仍然|一直)(?:没|不)(?:有)?(?:到|收到|送到|送来)|没收到|物流.{0,4}没(?:有)?(?:更新|动)|"
     r"\b(?:tracking|status) (?:has ?n[o']t|hasn't|not|never) (?:been )?(?:updated|changed|moved)\b|"
@@ -709,7 +752,7 @@ _FAQ_FIRST_TOPICS = re.compile(
     re.IGNORECASE,
 )
 _COMPANY_INVOICE = re.compile(
-    r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|"
+    r"(?:公司|单位|企业)(?:的)?(?:抬头|名称|名字)|专票|专用发票|税号|抬头.{0,6}(?:公司|单位|企业)|"
     r"\b(?:company|business|corporate)(?:'s)? (?:name|title|details|invoice)\b|"
     r"\btax (?:id|number|no)\b",
     re.IGNORECASE,
@@ -766,6 +809,28 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         "faq-order-confirmation",
+    ),
+    (
+        # "do you accept paypal?" scored 0.918 on the payment entry and got the template
+        re.compile(
+            r"\b(?:paypal|klarna|apple ?pay|google ?pay|alipay|wechat ?pay|union ?pay|visa|"
+            r"master ?card|amex|american express|debit card|credit card)\b|"
+            r"花呗|支付宝|微信支付|银联|信用卡|借记卡|储蓄卡|云闪付",
+            re.IGNORECASE,
+        ),
+        "faq-payment-methods",
+    ),
+    (
+        # "Do you ship to Hong Kong?" scored 0.929 on the shipping-abroad entry
+        re.compile(
+            r"\b(?:ship|deliver|send|post)(?:ping)?\b.{0,20}\b(?:abroad|overseas|internationally|"
+            r"hong ?kong|macau|macao|taiwan|singapore|malaysia|japan|korea|australia|canada|"
+            r"the (?:us|usa|uk)|europe|germany|france)\b|"
+            r"(?:寄|发|送|邮|配送)(?:到|去|往)?(?:国外|海外|境外|香港|澳门|台湾|美国|日本|韩国|新加坡|"
+            r"马来西亚|澳洲|澳大利亚|加拿大|英国|欧洲)",
+            re.IGNORECASE,
+        ),
+        "faq-international-shipping",
     ),
     # "I need a VAT invoice with my company name for <id>" got the order's invoice number: the
     # better scoring of issuing and re-issuing ("能开增值税专用发票吗" is no re-issue)
@@ -1513,7 +1578,14 @@ class _Policy:
                 "forward", f"conversation is with a person ({s.handoff.reason})", self.lang
             )
         if (
-            _ASKS_IF_BOT.search(turn.text)
+            (
+                _ASKS_IF_BOT.search(turn.text)
+                or (
+                    _ASKS_WHAT_BOT_DOES.search(turn.text)
+                    and len(_CJK.findall(turn.text)) <= 2 * ASKS_WHAT_BOT_DOES_MAX_WORDS
+                    and len(_LATIN_WORD.findall(turn.text)) <= ASKS_WHAT_BOT_DOES_MAX_WORDS
+                )
+            )
             and not _WANTS_PERSON.search(turn.text)
             and not turn.escalate
         ):
@@ -1566,6 +1638,22 @@ class _Policy:
             # "so what can I do then?" after "it can't be cancelled any more. You can refuse the
             # delivery, or return it …" was "I can't help with that one": the options again
             return self.say_again("asked what to do after a refusal")
+        if (
+            s.last_template_id == "order_not_found"
+            and s.history
+            and s.history[-1].turn == s.turn - 1
+            and s.last_intent in ORDER_INTENTS
+            and turn.values("order_id")
+            and (
+                _BARE_ORDER_ID.fullmatch(turn.text)
+                or _CORRECTED_ID.search(turn.text)
+                or not turn.confident
+                or turn.intent == s.last_intent
+            )
+        ):
+            # "sorry wrong number, it's 4421058824" after "I can't find order …" for a
+            # cancellation was read as an address change (0.77): the same request, right id
+            return await self.serve(s.last_intent, turn.values("order_id")[0])
         bare_ids = turn.values("order_id") if _BARE_ORDER_ID.fullmatch(turn.text) else []
         if bare_ids:
             # an order id alone, nothing asked before it: the customer wants that order's state
@@ -1700,6 +1788,19 @@ class _Policy:
                 "hurry_in_transit",
                 order_id=s.last_order_id,
             )
+        if _SOMEONE_ELSES.search(text) and not (turn.confident and turn.intent in WRITE_REQUESTS):
+            # only the account an order was placed with can see it (the security rule), and a
+            # shopper asking for a friend deserves to hear why and what the friend can do
+            return self.say("answer", "someone else's order asked about", "others_orders")
+        if (
+            s.last_template_id.startswith("faq-")
+            and s.history
+            and s.history[-1].turn == s.turn - 1
+            and _HOW_FOLLOW_UP.search(text)
+        ):
+            # "那怎么申请" right after the price-protection answer (which says how) was "I can't
+            # help with that one"
+            return self.say_again("asked how, right after an FAQ answer that says how")
         if (
             s.last_template_id in _INVOICE_ENTRIES
             and _BY_EMAIL.search(text)
@@ -1778,7 +1879,10 @@ class _Policy:
             return self.say("answer", "thanks that ends the chat", "goodbye")
         if turn.intent in SMALL_TALK:
             return self.say("answer", f"small talk: {turn.intent}", turn.intent)
-        topic_hit = await self.topic_faq_hit()
+        # "has my latest order shipped? also, do you gift-wrap?": the order first, the topic's
+        # answer under it (``with_other_questions``); it was the gift-wrap answer alone
+        asks_order_too = turn.intent in ORDER_INTENTS and bool(question_clauses(text))
+        topic_hit = None if asks_order_too else await self.topic_faq_hit()
         if topic_hit is not None:
             return self.faq_answer(topic_hit, "a topic a rule names, confirmed by the FAQ search")
         if _FAQ_FIRST_TOPICS.search(text):
@@ -2062,28 +2166,46 @@ class _Policy:
         the clauses' answers under it (a template may repeat one of them: better than leaving a
         question unanswered); a clarify is replaced only when every clause has its entry.
         Measured: ``python -m services.reply.faq measure-pairs``."""
-        if self.deps.faq is None or d.action not in ("faq", "answer", "clarify"):
+        if self.deps.faq is None or d.action not in ("faq", "answer", "clarify", "order"):
             return d
         replaceable = d.template_id.startswith("intent:") or d.template_id in (
             "out_of_scope",
             "clarify_rephrase",
         )
-        if d.action != "faq" and not replaceable:
+        # an order looked up ("has my latest order shipped? also, do you gift-wrap?"): nothing
+        # is pending, so the other question's answer can follow it
+        looked_up = d.action == "order" and self.state.pending is None
+        if d.action != "faq" and not replaceable and not looked_up:
             return d
         clauses = question_clauses(self.turn.text)[:MAX_QUESTIONS_PER_TURN]
         if not clauses:
             return d
+        if looked_up:  # the clauses about the customer's own order are what was answered
+            clauses = [c for c in clauses if not refers_to_own(c)]
         hits: list[FaqHit] = []
         for clause in clauses:
             asked = replace(self.turn, text=clause, masked_text=clause, embedding=b"")
-            hit = await self.deps.faq.lookup(asked)
+            hit = await self.topic_faq_hit(asked) or await self.deps.faq.lookup(asked)
             if hit is not None and all(h.faq_id != hit.faq_id for h in hits):
                 hits.append(hit)
-        if d.action == "faq" or (d.action == "answer" and len(hits) < len(clauses)):
+        twin = _TEMPLATE_TWINS.get(d.template_id.removeprefix("intent:"))
+        if d.action == "answer" and any(h.faq_id == twin for h in hits):
+            # the template says what that entry says: "how long does delivery take, and …" got
+            # the delivery template and the delivery-time entry under it
+            first = next(h for h in hits if h.faq_id == twin)
+            d = self.faq_answer(first, f"{d.reason}; its FAQ entry on its own")
+        if d.action in ("faq", "order") or (d.action == "answer" and len(hits) < len(clauses)):
             extra = [h for h in hits if h.faq_id != d.faq_id and h.answer not in d.text]
-            if extra:
-                d.text = "\n".join([d.text, *(h.answer for h in extra)])
-                d.reason += "; other questions: " + ", ".join(_hit_label(h) for h in extra)
+            if not extra:
+                return d
+            texts = [h.answer for h in extra]
+            # the answers in the order the questions were asked ("满多少包邮？支持花呗吗？": the
+            # topic rule had answered the second one first)
+            ids = [h.faq_id for h in hits]
+            position = ids.index(d.faq_id) if d.faq_id in ids else 0
+            texts.insert(min(position, len(texts)), d.text)
+            d.text = "\n".join(texts)
+            d.reason += "; other questions: " + ", ".join(_hit_label(h) for h in extra)
             return d
         if len(hits) < len(clauses):
             return d
@@ -2103,11 +2225,13 @@ class _Policy:
     async def faq_hit(self) -> FaqHit | None:
         return await self.deps.faq.lookup(self.turn) if self.deps.faq is not None else None
 
-    async def topic_faq_hit(self) -> FaqHit | None:
-        """The entry a rule names by topic (``_FAQ_TOPIC_ENTRIES``) when the message scores on it
-        at a lower bar: "do you price match? I saw it cheaper on another site" scored 0.928 on the
-        price-match entry, under the general threshold, and got the delivery template."""
-        text = self.turn.text
+    async def topic_faq_hit(self, asked: Turn | None = None) -> FaqHit | None:
+        """The entry a rule names by topic (``_FAQ_TOPIC_ENTRIES``) when the message (or
+        ``asked``, one question of it) scores on it at a lower bar: "do you price match? I saw it
+        cheaper on another site" scored 0.928 on the price-match entry, under the general
+        threshold, and got the delivery template."""
+        turn = asked or self.turn
+        text = turn.text
         wanted = {
             faq_id
             for pattern, faq_id in _FAQ_TOPIC_ENTRIES
@@ -2116,7 +2240,7 @@ class _Policy:
         }
         if not wanted or self.deps.faq is None:
             return None
-        return await self.deps.faq.lookup(self.turn, threshold=TOPIC_FAQ_THRESHOLD, among=wanted)
+        return await self.deps.faq.lookup(turn, threshold=TOPIC_FAQ_THRESHOLD, among=wanted)
 
     async def out_of_scope(self) -> Decision:
         hit = await self.topic_faq_hit() or await self.faq_hit()
@@ -3120,6 +3244,9 @@ class _Policy:
             return self.order_error(call, p.intent)
         self.succeeded()
         s.pending = None
+        # the returned order is the one "it" / "my money" means next: "how long until I get my
+        # money back?" two turns after the return listed every order
+        s.last_order_id, s.last_order_turn = p.order_id, s.turn
         r: orders_pb2.ReturnRequest = call.response
         chosen = [
             c.label_in(self.lang)

@@ -199,7 +199,7 @@ _EN_LAST_RX = re.compile(r"\b(last|final|bottom|oldest)\b" + _NOT_A_POSITION, re
 _EN_NEWEST_RX = re.compile(r"\b(latest|newest|most recent|recent one|top)\b", re.IGNORECASE)
 _ZH_ORDINAL_RX = re.compile(r"第\s*([一二两三四五1-5])\s*[个笔单件条项样]?")
 _ZH_LAST_RX = re.compile(r"最后(?:一)?[个笔单件]|最早的")
-_ZH_NEWEST_RX = re.compile(r"最近(?:的|那)|最新(?:的|那)|刚[买下]的")
+_ZH_NEWEST_RX = re.compile(r"最近(?:的|那|一次|买|下单|拍)|最新(?:的|那)|刚(?:刚|才)?[买下拍]的")
 _BARE_NUMBER_RX = re.compile(r"^\s*(?:#|no\.?\s*)?([1-5])\s*[.。!！]?\s*$", re.IGNORECASE)
 _ALL_RX = re.compile(
     r"\b(all|everything|both|whole order|all of them|entire)\b|全部|都退|所有|两件都|都要",

@@ -558,6 +558,16 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} can still be changed in My Orders. I can update the shipping address for you right here.",
         ),
     },
+    "others_orders": {
+        "zh": (
+            "为了保护每位顾客的隐私，我只能查询和处理您本人账户下的订单。请您的朋友或家人用下单的账户联系我们，我们一样会帮忙处理。",
+            "抱歉，别人账户下的订单我这边查不到也改不了（保护隐私）。请下单人用自己的账户来咨询，我们会尽快帮他处理。",
+        ),
+        "en": (
+            "To protect everyone's privacy, I can only look up orders on your own account. Please ask them to contact us from the account the order was placed with, and we'll help them the same way.",
+            "Sorry, orders on someone else's account are private, so I can't see or change them. The person who placed it can reach us from their own account and we'll sort it out.",
+        ),
+    },
     "hurry_in_transit": {
         "zh": (
             "订单{order_id}已经交给快递在路上了，派送速度由快递公司安排，我们这边没法再加快，抱歉～如果过了预计送达时间还没到，告诉我，我帮您转人工跟快递核实。",
