@@ -509,6 +509,10 @@ _WHERE_IS_MY = re.compile(
     r"我的.{1,12}?(?:到哪|在哪|怎么还没到|还没到|还没收到|什么时候到)",
     re.IGNORECASE,
 )
+_GOODS = re.compile(
+    r"\b(?:stuff|package|parcel|order|item|purchase|things?|goods|shipment)\b|货|包裹|东西|宝贝|订单",
+    re.IGNORECASE,
+)
 # "track 1118256606" / "查一下1118256606": with an order id, a look-up of that order
 _TRACK_WORD = re.compile(
     r"\btrack(?:ing)?\b|\bstatus\b|\bcheck\b|\bupdate on\b|查|物流|快递|到哪|发货了吗",
@@ -1837,7 +1841,13 @@ class _Policy:
         if (turn.out_of_scope or not turn.confident) and _TRACK_COMMAND.search(text):
             # "track my headphones order" (out of scope 0.88) got "I can't help with that"
             return await self.ask_which_order("track_order")
-        if not turn.confident and _WHERE_IS_MY.search(turn.text):
+        if _WHERE_IS_MY.search(turn.text) and (
+            not turn.confident
+            # read as out of scope with confidence after a retrain ("where's my t shirt"): a
+            # product of the catalog or goods named ("where is my food delivery from meituan"
+            # is another service)
+            or (turn.out_of_scope and (turn.values("product") or _GOODS.search(turn.text)))
+        ):
             # "where's my t shirt" (out of scope 0.34): in a shop's chat, the customer's order
             return await self.ask_which_order("track_order")
         if self.contact_change and (

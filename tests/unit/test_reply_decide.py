@@ -2722,3 +2722,10 @@ def test_a_template_and_its_own_faq_entry_are_not_both_said() -> None:
         "how long does delivery take, and can I pay with Klarna?", "delivery_period", 0.93
     )
     assert d.action == "faq" and d.text == "Standard delivery takes 2-5 days."
+
+
+@pytest.mark.parametrize("confidence", [0.34, 0.95])
+def test_wheres_my_item_read_as_out_of_scope_is_tracking(confidence: float) -> None:
+    # a retrained intent model read "where's my t shirt" as out of scope 0.95, not 0.34
+    d = Chat(shop()).say("where's my t shirt", "out_of_scope", confidence, products=("P10003",))
+    assert d.action in ("ask", "order") and d.template_id != "out_of_scope"
