@@ -1279,6 +1279,7 @@ async def decide(turn: Turn, state: DialogueState, deps: Deps) -> Decision:
     policy = _Policy(turn, state, deps)
     decision = await policy.run()
     decision = await policy.with_other_questions(decision)
+    decision = policy.with_confirmation_reminder(decision)
     policy.finish(decision)
     return decision
 
@@ -2098,7 +2099,7 @@ class _Policy:
         and the order choice kept for the next turn."""
         turn = self.turn
         return (
-            p.awaiting == "order_choice"
+            p.awaiting in ("order_choice", "confirm")
             and looks_like_question(turn.text)
             and not (turn.confident and turn.intent in ORDER_INTENTS)
             and not turn.values("order_id")
@@ -2126,6 +2127,13 @@ class _Policy:
             and not _BARE_PICK.fullmatch(turn.text.strip())
         ):
             return None  # a new request, served as one
+        if p.awaiting == "confirm":
+            # "确认要取消吗？" → "取消要扣钱吗" (answered) → "好 那取消吧" listed every order
+            said = followups.yes_or_no(turn.text)
+            if said is None and not (turn.confident and turn.intent == p.intent):
+                return None
+            s.pending = p
+            return await self.continue_pending(p)
         ids = turn.values("order_id")
         pick = followups.pick_choice(turn.text, p.choices, ids, turn.named_products())
         # "改那个还没付款的" when none of them is unpaid: asked again, with the list
@@ -2238,6 +2246,19 @@ class _Policy:
             faq_id=hits[0].faq_id,
             faq_score=hits[0].score,
         )
+
+    def with_confirmation_reminder(self, d: Decision) -> Decision:
+        """A question answered while a change waits for its yes or no: the answer says the
+        change still waits (kept for the next turn, ``resume_paused``)."""
+        s, p = self.state, self.state.paused
+        if p is None or p.awaiting != "confirm" or s.paused_turn != s.turn:
+            return d
+        if d.action not in ("faq", "answer"):
+            return d
+        d.text += "\n" + tpl.render(
+            "confirm_still_open", self.lang, {"order_id": p.order_id}, s.rotation
+        )
+        return d
 
     async def faq_hit(self) -> FaqHit | None:
         return await self.deps.faq.lookup(self.turn) if self.deps.faq is not None else None

@@ -96,6 +96,13 @@ _YES_EMOJI = set("👍👌✅🆗🙆") | {
 }
 _NO_EMOJI = set("👎❌🙅✋🚫") | {"\ufe0f", "\u200d", "\u2640", "\u2642"}
 MAX_CONFIRM_CHARS = 40
+# A pause word, then a question: "wait, is there a fee?", "hold on, how long does the refund take?"
+_HESITATION_THEN_QUESTION = re.compile(
+    r"^\W*(?:wait|hold on|hang on|hm+|um+|actually|oh)\b[\s,.!…-]*(?:(?:first|quick question|one "
+    r"thing)\b[\s,:…-]*)?(?:how|what|when|where|which|why|who|is|are|do|does|did|can|could|will|"
+    r"would|should)\b[^?]*\?",
+    re.IGNORECASE,
+)
 MAX_ZH_NO_CHARS = 6
 _EN_WORDS = re.compile(r"[A-Za-z']+")
 _ZH_LEAD = re.compile(r"^[\s,.!?，。！？、~～]*(?:啊|哦|噢|呃|额|嗯|那就|那|唔)*[\s,，。、]*")
@@ -123,6 +130,8 @@ def yes_or_no(text: str) -> bool | None:
     t = text.strip()
     if not t or len(t) > MAX_CONFIRM_CHARS:
         return None
+    if _HESITATION_THEN_QUESTION.search(t):
+        return None  # "wait, is there a fee?" asks before answering
     if _is_no(t):
         return False
     if _YES_EN.search(t):

@@ -558,6 +558,16 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} can still be changed in My Orders. I can update the shipping address for you right here.",
         ),
     },
+    "confirm_still_open": {
+        "zh": (
+            "订单{order_id}的操作还等您确认：回复“确认”继续，或“不用了”保持不变。",
+            "另外，订单{order_id}还没处理，确认的话回复“确认”，不需要就回复“不用了”。",
+        ),
+        "en": (
+            'Order {order_id} is still waiting for your answer: reply "yes" to go ahead or "no" to leave it as it is.',
+            'I haven\'t changed order {order_id} yet: say "yes" to go ahead, or "no" to keep it.',
+        ),
+    },
     "others_orders": {
         "zh": (
             "为了保护每位顾客的隐私，我只能查询和处理您本人账户下的订单。请您的朋友或家人用下单的账户联系我们，我们一样会帮忙处理。",

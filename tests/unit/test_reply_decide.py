@@ -2729,3 +2729,31 @@ def test_wheres_my_item_read_as_out_of_scope_is_tracking(confidence: float) -> N
     # a retrained intent model read "where's my t shirt" as out of scope 0.95, not 0.34
     d = Chat(shop()).say("where's my t shirt", "out_of_scope", confidence, products=("P10003",))
     assert d.action in ("ask", "order") and d.template_id != "out_of_scope"
+
+
+@pytest.mark.parametrize(
+    ("question", "intent", "yes", "language"),
+    [
+        ("取消要扣钱吗", "check_cancellation_fee", "好 那取消吧", "zh"),
+        ("wait, is there a fee?", "check_cancellation_fee", "ok go ahead", "en"),
+    ],
+)
+def test_a_question_while_confirming_is_answered_and_the_confirmation_kept(
+    question: str, intent: str, yes: str, language: str
+) -> None:
+    orders = shop()
+    faq = FakeFaq(
+        {
+            "扣钱": ("faq-cancel-fee", "24小时内取消免费。"),
+            "fee": ("faq-cancel-fee", "Free within 24 hours."),
+        }
+    )
+    chat = Chat(orders, language=language, faq=faq)
+    ask = chat.say("cancel order 7730192812", "cancel_order")
+    assert ask.action == "ask" and chat.state.pending is not None
+    d = chat.say(question, intent, 0.99)
+    assert d.action == "faq" and "7730192812" in d.text  # the reminder under the answer
+    d = chat.say(yes, "cancel_order" if language == "zh" else "out_of_scope", 0.9)
+    assert d.action == "order" and ("CancelOrder", "7730192812") in [
+        (c[0], c[2]) for c in orders.calls
+    ], d.reason

@@ -322,3 +322,10 @@ def test_a_lead_in_before_a_chinese_yes(text: str, answer: bool | None) -> None:
 @pytest.mark.parametrize("text", ["对了 退货运费谁出啊", "好的 那要几天", "可以吗"])
 def test_a_question_after_a_chinese_yes_word_is_no_yes(text: str) -> None:
     assert yes_or_no(text) is not True
+
+
+def test_a_pause_word_before_a_question_is_no_answer() -> None:
+    assert yes_or_no("wait, is there a fee?") is None
+    assert yes_or_no("hold on, how long does the refund take?") is None
+    assert yes_or_no("wait") is False
+    assert yes_or_no("no wait, keep it") is False
