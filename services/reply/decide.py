@@ -767,7 +767,8 @@ _TOPIC_UNLESS: dict[str, re.Pattern[str]] = {
     "faq-missed-delivery": re.compile(r"地址|\baddress\b", re.IGNORECASE),
     # a payment that failed, was taken twice, paid back or split is a problem or another entry
     "faq-payment-methods": re.compile(
-        r"失败|扣(?:款|了|钱)|付不了|付不出|用不了|不能用|没反应|退(?:款|回|钱)|到账|分期|绑定|解绑|"
+        r"失败|扣(?:款|了|钱)|付不了|付不出|用不了|不能用|没反应|退(?:款|回|钱)|到账|分期|绑定|解绑|换|改|"
+        r"\bchange|\bswitch|"
         r"\bfail|\bdeclin|\bcharged\b|\brefund|\berror\b|\bnot work|\bdoesn'?t work|\bwon'?t\b|"
         r"\binstal?l?ments?\b|\bsaved?\b|\bremove\b|\bsplit\b",
         re.IGNORECASE,
