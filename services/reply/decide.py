@@ -322,6 +322,9 @@ APOLOGY_NEGATIVE_SCORE = 0.6
 SURE_LANGUAGE = 0.7
 # How many turns after an order was looked up "it" / "这单" still means that order.
 RECENT_ORDER_TURNS = 2
+# Where the half of an address given first is kept until the other half comes (the key never
+# reaches the order system: only the address fields are sent).
+ADDRESS_PART = "part"
 # At most this many questions of one message are looked up in the FAQ one by one.
 MAX_QUESTIONS_PER_TURN = 3
 # Intent templates that say what one FAQ entry says (the entry in more detail): one question's
@@ -2478,7 +2481,22 @@ class _Policy:
             if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
             address = followups.parse_address(turn.text, self.lang)
+            part = p.address.get(ADDRESS_PART, "")
+            if part:  # the place or the street came in the message before
+                joined = followups.joined_address(part, turn.text, self.lang)
+                if joined is not None and (address is None or not address.get("city")):
+                    address = joined
+            if address is not None and not address.get("city"):
+                # the order system needs a city: "建国路88号 张三 139…" failed as INVALID_ARGUMENT
+                p.address[ADDRESS_PART] = address["display"]
+                return self.say(
+                    "ask",
+                    "address without a city: asking for it",
+                    "ask_address_city",
+                    address=address["display"],
+                )
             if address is not None:
+                p.address.pop(ADDRESS_PART, None)
                 p.address.update(address)
                 p.awaiting = "confirm"
                 return self.say(
@@ -2487,6 +2505,15 @@ class _Policy:
                     "ask_address_confirm",
                     order_id=p.order_id,
                     address=followups.address_text(address),
+                )
+            if place := followups.place_only(turn.text):
+                # "改到北京朝阳区": kept, the street asked for ("couldn't read an address" before)
+                p.address[ADDRESS_PART] = place
+                return self.say(
+                    "ask",
+                    "a place without the street: asking for it",
+                    "ask_address_street",
+                    place=place,
                 )
             contact = self.contact_in_turn()
             if contact is not None and (p.contact or _CONTACT_WORD.search(turn.text)):
@@ -3242,6 +3269,21 @@ class _Policy:
                         order_id=p.order_id,
                         status=tpl.status_name("shipped", lang),
                         advice="",
+                    )
+                    d.order_call = call
+                    return d
+                if call.code == "INVALID_ARGUMENT":
+                    # the order system's reason, and the address asked for again (it was "sorry,
+                    # something went wrong" and the request was lost)
+                    p.awaiting = "address"
+                    p.address = {
+                        k: p.address[k] for k in ("name", "phone", "country") if k in p.address
+                    }
+                    d = self.say(
+                        "ask",
+                        f"address rejected: {call.detail}",
+                        "address_invalid",
+                        order_id=p.order_id,
                     )
                     d.order_call = call
                     return d

@@ -528,6 +528,16 @@ _EN_ADDRESS_HINT = re.compile(
 )
 _ZH_REGION = re.compile(r"^(.{2,8}?(?:省|自治区))")
 _ZH_CITY = re.compile(r"(.{2,8}?市)")
+# Cities written without 市 ("北京朝阳区…", "杭州西湖区…"): the order system needs a city, and
+# "北京朝阳区建国路88号" had none. The municipalities, provincial capitals and other large cities.
+_ZH_CITY_NAMES = re.compile(
+    r"^(?:.{2,8}?(?:省|自治区))?(北京|上海|天津|重庆|广州|深圳|杭州|南京|苏州|成都|武汉|西安|长沙|"
+    r"郑州|青岛|厦门|宁波|无锡|合肥|福州|济南|沈阳|大连|哈尔滨|长春|石家庄|太原|昆明|南宁|贵阳|"
+    r"南昌|兰州|乌鲁木齐|呼和浩特|银川|西宁|拉萨|海口|三亚|珠海|东莞|佛山|温州|常州|徐州|烟台|"
+    r"泉州|中山|惠州|绍兴|嘉兴|金华|台州|南通|扬州|潍坊|洛阳|唐山|保定)(?!市)"
+)
+# A place with no street yet ("改到北京朝阳区"): kept until the street comes
+_ZH_PLACE_ONLY = re.compile(r"^[\u4e00-\u9fff]{2,16}(?:省|市|区|县|镇)$")
 _POSTAL = re.compile(r"\b(\d{5,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b")
 _ADDRESS_LEAD = re.compile(
     # "change the address on <order id> to ...": the id is taken out before, "on   to" is left
@@ -615,6 +625,8 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
             address["region"] = m.group(1)
         if m := _ZH_CITY.search(t):
             address["city"] = m.group(1).removeprefix(address.get("region", ""))
+        elif m := _ZH_CITY_NAMES.search(t):
+            address["city"] = m.group(1) + "市"
     else:
         parts = [p.strip() for p in t.split(",") if p.strip()]
         if len(parts) >= 2:
@@ -626,6 +638,24 @@ def parse_address(text: str, language: str) -> dict[str, str] | None:
     if m := _POSTAL.search(t):
         address["postal_code"] = m.group(1)
     return address
+
+
+def place_only(text: str) -> str:
+    """A Chinese place without a street ("改到北京朝阳区" → "北京朝阳区"), or ""."""
+    t = _ADDRESS_LEAD.sub("", _after_request(text).strip()).strip(" 。.，,:：")
+    return t if _ZH_PLACE_ONLY.fullmatch(t) else ""
+
+
+def joined_address(part: str, text: str, language: str) -> dict[str, str] | None:
+    """An address given in two messages: a place ("北京朝阳区") and the street, or a street and
+    then the city ("10 Downing St" → "London SW1A 2AA"), in either order."""
+    rest = _ADDRESS_LEAD.sub("", _after_request(text).strip()).strip(" 。.，,:：")
+    if re.search(r"[\u4e00-\u9fff]", part + rest):
+        place_first = bool(_ZH_PLACE_ONLY.fullmatch(part)) or not re.search(r"\d", part)
+        joined = part + rest if place_first else rest + part
+    else:
+        joined = f"{part}, {rest}"
+    return parse_address(joined, language)
 
 
 _ANY_PHONE = re.compile(r"(?<![\d+])\+?\d[\d\s()-]{6,16}\d(?!\d)")

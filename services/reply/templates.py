@@ -558,6 +558,36 @@ TEMPLATES: dict[str, T] = {
             "Order {order_id} can still be changed in My Orders. I can update the shipping address for you right here.",
         ),
     },
+    "ask_address_city": {
+        "zh": (
+            "收到：{address}。还需要城市（例如“北京市”或“杭州市西湖区”），请补充一下。",
+            "这个地址还缺城市：{address}。请告诉我在哪个城市，我把它补进去。",
+        ),
+        "en": (
+            "Got it: {address}. Which city is that in? Please send the city (and postal code if you have it).",
+            "I have {address}, but the city is missing. Please send the city so I can complete the address.",
+        ),
+    },
+    "ask_address_street": {
+        "zh": (
+            "好的，{place}。请再发一下详细地址（街道、门牌号），收件人或电话要改也可以一起发。",
+            "收到{place}，还需要街道和门牌号，请补充完整。",
+        ),
+        "en": (
+            "OK, {place}. Please send the street and house number too.",
+            "Got {place}. What's the street address (street and number)?",
+        ),
+    },
+    "address_invalid": {
+        "zh": (
+            "订单{order_id}的新地址不完整，还没有修改。请发送完整地址：省市区+街道门牌号，例如“上海市浦东新区世纪大道100号”。",
+            "这个地址系统没能接受（需要城市和详细地址），订单{order_id}的地址还没改。请重新发送完整的收货地址。",
+        ),
+        "en": (
+            "That address is incomplete, so order {order_id} hasn't been changed. Please send the full address: street and number, city, postal code.",
+            "The order system couldn't accept that address (it needs the street, city and postal code), so order {order_id} still has its old one. Please send the complete address.",
+        ),
+    },
     "confirm_still_open": {
         "zh": (
             "订单{order_id}的操作还等您确认：回复“确认”继续，或“不用了”保持不变。",

@@ -2757,3 +2757,51 @@ def test_a_question_while_confirming_is_answered_and_the_confirmation_kept(
     assert d.action == "order" and ("CancelOrder", "7730192812") in [
         (c[0], c[2]) for c in orders.calls
     ], d.reason
+
+
+# -- an address in two messages ---------------------------------------------------------------------
+def test_a_place_then_the_street_make_one_address() -> None:
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    chat.say("订单7730192812地址要改", "change_shipping_address")
+    d = chat.say("改到北京朝阳区", "change_shipping_address", 0.95)
+    assert d.action == "ask" and d.template_id == "ask_address_street" and "北京朝阳区" in d.text
+    d = chat.say("建国路88号 张三 13912345678", "change_shipping_address", 0.56)
+    assert d.template_id == "ask_address_confirm" and "北京朝阳区建国路88号" in d.text
+    d = chat.say("对的", "greeting", 0.41)
+    assert d.action == "order" and d.template_id == "address_changed", d.reason
+    sent = orders.last_request["address"]
+    assert (sent.city, sent.line1, sent.name) == ("北京市", "北京朝阳区建国路88号", "张三")
+
+
+def test_a_street_without_a_city_asks_for_the_city() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("change the shipping address of order 7730192812", "change_shipping_address")
+    d = chat.say("10 Downing St", "change_shipping_address", 0.6)
+    assert d.action == "ask" and d.template_id == "ask_address_city"
+    d = chat.say("London SW1A 2AA", "out_of_scope", 0.5)
+    assert d.template_id == "ask_address_confirm" and "London" in d.text
+    assert chat.say("yes", "out_of_scope", 0.5).template_id == "address_changed"
+    assert orders.last_request["address"].city == "London"
+
+
+def test_an_address_the_order_system_rejects_is_asked_for_again() -> None:
+    orders = shop()
+    chat = Chat(orders, language="zh")
+    # an address with a city the parser reads, which the (fake) order system still refuses
+    chat.say("订单7730192812的地址改成上海市浦东新区世纪大道100号", "change_shipping_address")
+    original = orders.change_shipping_address
+
+    async def refuse(user_id, order_id, address):  # type: ignore[no-untyped-def]
+        from services.reply.orders_client import OrderCallResult
+
+        return OrderCallResult("ChangeShippingAddress", "INVALID_ARGUMENT", order_id, detail="x")
+
+    orders.change_shipping_address = refuse  # type: ignore[method-assign]
+    d = chat.say("确认", "greeting", 0.5)
+    assert d.action == "ask" and d.template_id == "address_invalid"
+    assert chat.state.pending is not None and chat.state.pending.awaiting == "address"
+    orders.change_shipping_address = original  # type: ignore[method-assign]
+    d = chat.say("上海市徐汇区漕溪北路1号", "change_shipping_address", 0.9)
+    assert d.template_id == "ask_address_confirm"

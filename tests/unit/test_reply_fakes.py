@@ -141,6 +141,10 @@ class FakeOrders:
         if order is None:
             return OrderCallResult("ChangeShippingAddress", "NOT_FOUND", order_id)
         self.last_request["address"] = address
+        if not (address.line1 and address.city):  # as the real servicer's validate_address
+            return OrderCallResult(
+                "ChangeShippingAddress", "INVALID_ARGUMENT", order_id, detail="city is required"
+            )
         order.shipping_address.CopyFrom(address)
         return OrderCallResult("ChangeShippingAddress", "OK", order_id, 1.0, order)
 
