@@ -277,6 +277,32 @@ _HUMAN_REQUEST = re.compile(
     r"speak to (a|an|someone|somebody)|live agent|customer service rep",
     re.IGNORECASE,
 )
+# When people are there ("几点有人工客服", "what time are your agents available?"): a question about
+# the service hours, answered from the FAQ; it was handed to a person (maybe outside those hours)
+_AGENT_HOURS = re.compile(
+    r"几点|什么时候|哪个时间|时间段|工作时间|上班|下班|营业|在线时间|周末|节假日|24小时|"
+    r"\bwhat time\b|\bhours\b|\bwhen\b|\bweekends?\b|\bholidays?\b|24/7|\bopen\b",
+    re.IGNORECASE,
+)
+_RIGHT_NOW = re.compile(
+    r"现在|马上|立刻|立即|赶紧|快点|\bnow\b|\basap\b|\bimmediately\b", re.IGNORECASE
+)
+_AGENT_WORD = re.compile(
+    r"人工|客服|真人|\b(?:agents?|humans?|people|persons?|someone|support|customer service|staff)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_when_agents_work(text: str) -> bool:
+    """A question about when people answer, not a request for one now."""
+    return bool(
+        _AGENT_HOURS.search(text)
+        and _AGENT_WORD.search(text)
+        and (looks_like_question(text) or "几点" in text or "几时" in text)
+        and not _RIGHT_NOW.search(text)
+    )
+
+
 # "let me speak to your manager NOW" was read as out of scope; checked after the dispute words,
 # so "找你们经理来，我要投诉" stays a dispute (higher priority)
 _MANAGER_REQUEST = re.compile(
@@ -1472,6 +1498,9 @@ class _Policy:
         elif self.why_cancelled and not turn.escalate:
             # answered with the cancelled order's state (rule 7), among the cancelled orders
             turn = replace(turn, intent="track_order", confidence=max(turn.confidence, 0.9))
+        elif turn.intent == "contact_human_agent" and asks_when_agents_work(turn.text):
+            # "几点有人工客服" asks for the service hours (contact_customer_service's answer)
+            turn = replace(turn, intent="contact_customer_service")
         elif _FORGOT_LOGIN_NAME.search(turn.text) and not turn.values("order_id"):
             # "I forgot my username" (delete_account 0.58) was told how to delete the account
             turn = replace(turn, intent="recover_password", confidence=max(turn.confidence, 0.9))
@@ -2149,9 +2178,10 @@ class _Policy:
 
     def handoff_trigger(self) -> Decision | None:
         s, turn = self.state, self.turn
-        if _HUMAN_REQUEST.search(turn.text) or (
+        wants_person = _HUMAN_REQUEST.search(turn.text) or (
             turn.intent == "contact_human_agent" and turn.confident and not self.picks_an_order()
-        ):
+        )
+        if wants_person and not asks_when_agents_work(turn.text):
             return self.handoff("customer_request", "the customer asked for a person")
         signal = handoffs.dispute_signal(turn.text)
         complaint = turn.intent == "complaint" and turn.confident and s.pending is None

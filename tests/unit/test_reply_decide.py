@@ -2805,3 +2805,22 @@ def test_an_address_the_order_system_rejects_is_asked_for_again() -> None:
     orders.change_shipping_address = original  # type: ignore[method-assign]
     d = chat.say("上海市徐汇区漕溪北路1号", "change_shipping_address", 0.9)
     assert d.template_id == "ask_address_confirm"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("几点有人工客服", "zh"), ("what time are your agents available?", "en")],
+)
+def test_asking_when_people_answer_is_no_request_for_one(text: str, language: str) -> None:
+    faq = FakeFaq(
+        {
+            "几点": ("faq-contact-hours", "客服每天9:00-22:00在线。"),
+            "what time": ("faq-contact-hours", "We're online 9:00-22:00 every day."),
+        }
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "contact_human_agent", 0.94)
+    assert d.action == "faq" and d.faq_id == "faq-contact-hours"
+    now = Chat(shop(), language="zh").say(
+        "现在有人工客服吗 我要转人工", "contact_human_agent", 0.99
+    )
+    assert now.action == "handoff"
