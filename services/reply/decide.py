@@ -448,6 +448,8 @@ _WHY_CANCELLED = re.compile(
     r"(?:为什么|为啥|怎么|咋)[^，,。？?!！]{0,10}(?:被|给|自动|就|都)[^，,。？?!！]{0,3}取消"
     r"|(?:订单|单子|这单|那单)[^，,。？?!！]{0,12}(?:被|给|自动)(?:系统)?取消了"
     r"|\bwhy\b[^.?!]{0,40}\b(?:cancell?ed|cancell?ing)\b"
+    # "why did you cancel my order??" (cancel_order 0.94) offered to cancel another order
+    r"|\bwhy (?:did|would|do) (?:you|u|they|the system|your system) cancel\b"
     r"|\b(?:order|purchase)\b[^.?!]{0,30}\b(?:was|got|has been|been|is)\s+(?:auto(?:matically|-)?\s*)?cancell?ed\b"
     r"|\bwho cancell?ed\b",
     re.IGNORECASE,
@@ -850,6 +852,15 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         "faq-order-confirmation",
+    ),
+    (
+        # "what if I buy 50 of them, bulk discount?" was a clarify: prices are as shown
+        re.compile(
+            r"\bbulk\b|\bwholesale\b|\bvolume discount|\bquantity discount|\bbuy (?:in )?bulk\b|"
+            r"批发|团购|量大|大量购买|买得多|买多了?(?:能|可以|有)?(?:便宜|优惠|打折)",
+            re.IGNORECASE,
+        ),
+        "faq-price-bargain",
     ),
     (
         # "do you accept paypal?" scored 0.918 on the payment entry and got the template

@@ -34,6 +34,9 @@ _DISPUTE_EN = re.compile(
     # delivered on paper, never received: someone must take it up with the courier
     r"(says|shows|marked( as)?|tracking says)( it( was|'s| is))? delivered,? but (i )?"
     r"(never|didn'?t|did not|haven'?t|have not|nothing|it never|it didn'?t|it hasn'?t)|"
+    # "my package says delivered but it's not here"
+    r"delivered,? but (it'?s|it is|they'?re|they are|its|nothing'?s|nothing is) (still )?"
+    r"(not|nowhere|no ?where) (here|there|to be found|in sight)|"
     # "tracking says 3541739890 was delivered but I never got it"
     r"(says|shows|marked)( \S+){0,3}? (was |is |has been )?delivered,? but (i )?(never|didn'?t|"
     r"did not|haven'?t|have not|still haven'?t) (got|gotten|get|receive[d]?|seen|see)|"

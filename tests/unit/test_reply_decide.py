@@ -2824,3 +2824,22 @@ def test_asking_when_people_answer_is_no_request_for_one(text: str, language: st
         "现在有人工客服吗 我要转人工", "contact_human_agent", 0.99
     )
     assert now.action == "handoff"
+
+
+def test_why_did_you_cancel_my_order_is_no_cancellation() -> None:
+    # read as cancel_order 0.94, it offered the list to cancel and then asked to cancel one
+    d = Chat(shop()).say("why did you cancel my order??", "cancel_order", 0.94)
+    assert d.action == "ask" and "track_order" in d.reason
+
+
+def test_delivered_but_not_here_is_a_dispute() -> None:
+    d = Chat(shop()).say("my package says delivered but it's not here", "track_order", 0.99)
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
+
+
+def test_a_bulk_discount_question_gets_the_pricing_answer() -> None:
+    faq = FakeFaq({"bulk": ("faq-price-bargain", "Prices are as shown.")}, scores={"bulk": 0.889})
+    d = Chat(shop(), faq=faq).say(
+        "what if I buy 50 of them, bulk discount?", "check_cancellation_fee", 0.45
+    )
+    assert d.action == "faq" and d.faq_id == "faq-price-bargain"
