@@ -23,6 +23,7 @@ from services.recommend.gating import (
     SUGGESTION_TEMPLATES,
     context_product_ids,
     decide,
+    names_a_budget_briefly,
     names_a_category_briefly,
     price_cap_cents,
     requested_categories,
@@ -108,9 +109,13 @@ def build(settings: Settings) -> Stage:
         return bool(doc and (doc.get("handoff") or {}).get("active"))
 
     async def after_suggestions(env: Envelope, rec: Recommender | None) -> bool:
-        """ "what about headphones?" right after a list of suggestions asks for more of them."""
+        """ "what about headphones?" / "预算两百以内" right after a list of suggestions asks for
+        more of them (the budget one was "I can't help with that")."""
         named = bool(context_product_ids(env))
-        if rec is None or not names_a_category_briefly(env.text, rec.catalog, named):
+        if rec is None or not (
+            names_a_category_briefly(env.text, rec.catalog, named)
+            or names_a_budget_briefly(env.text)
+        ):
             return False
         try:
             doc = await db["dialogue_state"].find_one(

@@ -99,6 +99,15 @@ def names_a_category_briefly(
     )
 
 
+def names_a_budget_briefly(text: str) -> bool:
+    """A short message with a price cap and no order ("预算两百以内", "under 100 please")."""
+    return (
+        len(text.strip()) <= MAX_FOLLOW_UP_CHARS
+        and not ORDER_ID_IN_TEXT_RE.search(text)
+        and price_cap_cents(text) is not None
+    )
+
+
 def asks_for_suggestions(text: str) -> bool:
     """The customer asks what to buy: "有什么耳机推荐吗", "any good books you'd suggest?"."""
     return bool(ASKS_FOR_SUGGESTIONS.search(text))

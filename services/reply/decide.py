@@ -512,7 +512,10 @@ _BARE_PICK = re.compile(
 # Answers to "which items?" sent when the bot asks why: no reason to record
 _NO_REASON = re.compile(
     r"^(?:全部|都退|所有|第?[一二三1-3][个件]|all(?: of them)?|both|everything|"
-    r"(?:the )?(?:first|second|third|last)(?: one)?|[1-3]|ok|好的?|嗯+)[.!。！]*$",
+    r"(?:the )?(?:first|second|third|last)(?: one)?|[1-3]|ok|好的?|嗯+|"
+    # "只退第一件" / "just the first one" says which item, not why (it was filed as the reason)
+    r"(?:只|就|仅)?(?:退|要退)?(?:第?[一二三1-3][个件样]|这[个件]|那[个件])(?:就行|就好|吧)?|"
+    r"(?:only|just) (?:the )?(?:first|second|third|last|one)(?: one| item)?)[.!。！]*$",
     re.IGNORECASE,
 )
 # A request stated as a bare command ("取消订单", "cancel order"): in a customer's chat it is about
@@ -852,6 +855,15 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
             re.IGNORECASE,
         ),
         "faq-order-confirmation",
+    ),
+    (
+        # "第二个有货吗" after suggestions got the delivery template (delivery_options 0.92)
+        re.compile(
+            r"有货|有没有货|还有货|现货|库存|缺货|断货|补货|到货|"
+            r"\b(?:in|out of|back in) stock\b|\bsold out\b|\brestock|\bavailable\b.{0,10}\?",
+            re.IGNORECASE,
+        ),
+        "faq-out-of-stock",
     ),
     (
         # "what if I buy 50 of them, bulk discount?" was a clarify: prices are as shown

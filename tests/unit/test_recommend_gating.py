@@ -15,6 +15,7 @@ from services.recommend.gating import (
     asks_for_suggestions,
     context_product_ids,
     decide,
+    names_a_budget_briefly,
     names_a_category_briefly,
     price_cap_cents,
     requested_categories,
@@ -275,3 +276,10 @@ def test_a_short_message_naming_a_category_can_follow_suggestions() -> None:
     assert names_a_category_briefly("what about headphones?", shop, product_named=True)
     long = "I bought earphones last month and they were great, but now I wonder about the case"
     assert not names_a_category_briefly(long, shop)
+
+
+def test_a_budget_alone_is_a_brief_follow_up() -> None:
+    assert names_a_budget_briefly("预算两百以内")
+    assert names_a_budget_briefly("under 100 please")
+    assert not names_a_budget_briefly("订单7730192846两百以内能退吗")
+    assert not names_a_budget_briefly("便宜一点的")

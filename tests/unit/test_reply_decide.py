@@ -2843,3 +2843,26 @@ def test_a_bulk_discount_question_gets_the_pricing_answer() -> None:
         "what if I buy 50 of them, bulk discount?", "check_cancellation_fee", 0.45
     )
     assert d.action == "faq" and d.faq_id == "faq-price-bargain"
+
+
+@pytest.mark.parametrize(("text", "language"), [("只退第一件", "zh"), ("just the first one", "en")])
+def test_naming_the_item_when_asked_why_asks_why_again(text: str, language: str) -> None:
+    # "只退第一件" to "why are you returning order X?" (one item) was filed as the reason
+    orders = FakeOrders(
+        [make_order("3336233058", "u1001", "delivered", (EARBUDS,), delivered_days_ago=2)]
+    )
+    chat = Chat(orders, language=language)
+    asked = chat.say("I want to return order 3336233058", "get_refund")
+    assert asked.template_id == "ask_return_reason"
+    d = chat.say(text, "get_refund", 0.8)
+    assert d.template_id == "ask_return_reason" and "CreateReturn" not in [
+        c[0] for c in orders.calls
+    ], d.reason
+
+
+def test_asking_if_a_suggested_item_is_in_stock_gets_the_stock_answer() -> None:
+    faq = FakeFaq(
+        {"有货": ("faq-out-of-stock", "缺货商品可以点击到货通知。")}, scores={"有货": 0.926}
+    )
+    d = Chat(shop(), language="zh", faq=faq).say("第二个有货吗", "delivery_options", 0.92)
+    assert d.action == "faq" and d.faq_id == "faq-out-of-stock"
