@@ -523,6 +523,9 @@ _NO_REASON = re.compile(
 _BARE_REQUEST = re.compile(
     r"(?:我?(?:想|要|需要|想要))?(?:请|麻烦)?(?:帮忙|帮我)?(?:(?:取消|退款|退货|退钱)(?:一下)?(?:订单)?|"
     r"(?:查|查询)(?:一下|下)?(?:物流|快递|订单)|(?:改|修改|更改)(?:一下|下)?(?:收货)?地址|"
+    # "物流" alone got the courier FAQ (0.942): the customer's parcel is meant
+    r"(?:我的)?(?:物流|快递|包裹)(?:信息|状态|进度)?(?:呢|啊)?|"
+    r"(?:my )?(?:tracking(?: info)?|(?:delivery|order|shipping|parcel|package) status)|"
     r"(?:收货)?地址(?:改|修改|换)(?:一下|下)|(?:开|要)(?:一下|张)?发票|"
     r"cancel(?: (?:an|the|my) order)?|cancel order|refund|return(?: an? item)?|"
     r"track(?: (?:an|the|my) order)?|track order|(?:change|update) (?:the |my )?(?:shipping |delivery )?"
@@ -1145,6 +1148,14 @@ def wrong_length_order_number(turn: Turn) -> str:
     return ""
 
 
+# "哦" / "i see" / "k": taking note, nothing asked (it was "I can't help with that one")
+_NOTED = re.compile(
+    r"^(?:哦+|噢+|喔+|嗯+|额+|呃+|oh+|ah+|i see|got it|noted|知道了|明白了?|了解了?|收到|懂了|"
+    r"ok(?:ay)?|k+|kk)[\s,.!。！~～]*$",
+    re.IGNORECASE,
+)
+
+
 def bare_acknowledgement(text: str) -> bool:
     """Agreeing ("好的", "嗯嗯", "ok"), with no request in it and no answer to a which-question."""
     return len(text.strip()) <= 6 and followups.yes_or_no(text) is True
@@ -1727,7 +1738,7 @@ class _Policy:
             # an order id alone, nothing asked before it: the customer wants that order's state
             # (it was read as out of scope and answered "I can't help with that")
             return await self.serve("track_order", bare_ids[0])
-        if (
+        if _NOTED.fullmatch(turn.text.strip()) or (
             followups.yes_or_no(turn.text) is True
             # "ok I want to return my headphones then" (get_refund 0.47) was "Alright."
             and len(turn.text.split()) <= SHORT_FOLLOW_UP_WORDS
@@ -2136,7 +2147,14 @@ class _Policy:
         ):
             # "7730192891" alone after "那我退款的进度呢" was answered for another order
             return await self.serve(s.last_intent, ids[0]) if ids[0] != s.last_order_id else None
-        if turn.confident and not turn.out_of_scope and turn.intent != s.offered_intent:
+        # a product named alone reads as placing an order ("就那个卫衣", place_order 0.60)
+        names_only = turn.intent == "place_order" and bool(named)
+        if (
+            turn.confident
+            and not turn.out_of_scope
+            and turn.intent != s.offered_intent
+            and not names_only
+        ):
             return None
         return await self.serve(s.offered_intent, named) if named else None
 
@@ -2732,12 +2750,15 @@ class _Policy:
         else:
             every = [choice_of(o, self.lang) for o in eligible]
             several = len(every) > 1  # one order in all is offered, not guessed
+            # a correction ("no, the mug one") picks among these: all that could be meant, also
+            # when the words below narrow them to one ("俺的快递咋还不到" served the one on its
+            # way, and "就那个卫衣" could not move to the hoodie's order)
+            s.offered = every[:MAX_LISTED_ORDERS]
             if intent == "track_order":
                 # "我上周买的手机壳到现在还没到": of the orders with a phone case, the ones not
                 # delivered yet (the returned one was served)
                 every = narrowed_by_status_words(every, turn.text)
             choices = every[:MAX_LISTED_ORDERS]
-            s.offered = choices  # a correction ("no, the mug one") picks among these
             products = turn.named_products()
             named = followups.best_mention(turn.text, choices, products)
             if named is None and several:

@@ -2866,3 +2866,33 @@ def test_asking_if_a_suggested_item_is_in_stock_gets_the_stock_answer() -> None:
     )
     d = Chat(shop(), language="zh", faq=faq).say("第二个有货吗", "delivery_options", 0.92)
     assert d.action == "faq" and d.faq_id == "faq-out-of-stock"
+
+
+@pytest.mark.parametrize(("text", "language"), [("物流", "zh"), ("tracking info", "en")])
+def test_a_tracking_word_alone_asks_which_order(text: str, language: str) -> None:
+    faq = FakeFaq({text: ("faq-courier", "SF or JD.")})
+    d = Chat(shop(), language=language, faq=faq).say(text, "track_order", 0.6)
+    assert d.action == "ask" and d.order_call is not None and d.order_call.rpc == "ListOrders"
+
+
+@pytest.mark.parametrize(("text", "language"), [("哦", "zh"), ("i see", "en"), ("k", "en")])
+def test_taking_note_is_acknowledged(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.99)
+    assert d.action == "answer" and d.template_id == "acknowledged"
+
+
+def test_naming_another_order_after_one_was_chosen_by_its_state_moves_to_it() -> None:
+    # "俺的快递咋还不到" served the one order on its way; "就那个卫衣" (place_order 0.60) was
+    # told how to place an order
+    orders = FakeOrders(
+        [
+            make_order("7730192846", "u1001", "shipped", (CASE,)),
+            make_order("7730192857", "u1001", "delivered", (MUG,), delivered_days_ago=2),
+        ]
+    )
+    chat = Chat(orders, language="zh")
+    first = chat.say("我的快递咋还不到", "track_order", 0.98)
+    assert first.order_call is not None and first.order_call.order_id == "7730192846"
+    d = chat.say("就那个杯子", "place_order", 0.6, products=(MUG[0],))
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192857", d.reason
