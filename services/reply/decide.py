@@ -1148,6 +1148,12 @@ def wrong_length_order_number(turn: Turn) -> str:
     return ""
 
 
+# "and my phone number?" / "那手机号呢": the question before, about another thing
+_ELLIPTICAL = re.compile(
+    r"(?:and|what about|how about|also|same for)\s+(?:the |my |your )?[\w' -]{1,30}\?*|"
+    r"(?:那|还有)?[\u4e00-\u9fffA-Za-z0-9]{1,10}呢[?？]*",
+    re.IGNORECASE,
+)
 # "哦" / "i see" / "k": taking note, nothing asked (it was "I can't help with that one")
 _NOTED = re.compile(
     r"^(?:哦+|噢+|喔+|嗯+|额+|呃+|oh+|ah+|i see|got it|noted|知道了|明白了?|了解了?|收到|懂了|"
@@ -1880,6 +1886,17 @@ class _Policy:
             # "那怎么申请" right after the price-protection answer (which says how) was "I can't
             # help with that one"
             return self.say_again("asked how, right after an FAQ answer that says how")
+        if (
+            _ELLIPTICAL.fullmatch(text)
+            and (turn.out_of_scope or not turn.confident)
+            and s.last_intent in INFO_INTENTS
+            and s.history
+            and s.history[-1].turn == s.turn - 1
+            and s.history[-1].action in ("answer", "faq")
+        ):
+            # "and my phone number?" right after how to change the e-mail was "I can't help with
+            # that one": the same question about another thing
+            return await self.inform(s.last_intent)
         if (
             s.last_template_id in _INVOICE_ENTRIES
             and _BY_EMAIL.search(text)
@@ -2646,7 +2663,11 @@ class _Policy:
                 or (bool(turn.values("product")) and len(turn.text.split()) <= 3)
             )
             # "全部" / "the first one" / "就是那个降噪的" (naming the item again): not a reason
-            if _NO_REASON.search(turn.text.strip()) or names_item_only:
+            # "k" / "ok" / "yes" to "why are you returning it?" was filed as the reason
+            acknowledges = bool(_NOTED.fullmatch(turn.text.strip())) or (
+                followups.yes_or_no(turn.text) is True and len(turn.text.split()) <= 2
+            )
+            if _NO_REASON.search(turn.text.strip()) or names_item_only or acknowledges:
                 return self.low_confidence(
                     lambda: self.say(
                         "ask", "no reason in the message", "ask_return_reason", order_id=p.order_id

@@ -2896,3 +2896,32 @@ def test_naming_another_order_after_one_was_chosen_by_its_state_moves_to_it() ->
     d = chat.say("就那个杯子", "place_order", 0.6, products=(MUG[0],))
     assert d.action == "order" and d.order_call is not None
     assert d.order_call.order_id == "7730192857", d.reason
+
+
+@pytest.mark.parametrize("text", ["k", "ok", "yes"])
+def test_an_acknowledgement_is_no_return_reason(text: str) -> None:
+    orders = FakeOrders(
+        [make_order("3336233058", "u1001", "delivered", (EARBUDS,), delivered_days_ago=2)]
+    )
+    chat = Chat(orders)
+    assert chat.say("return order 3336233058", "get_refund").template_id == "ask_return_reason"
+    d = chat.say(text, "out_of_scope", 0.85)
+    assert d.template_id == "ask_return_reason" and "CreateReturn" not in [
+        c[0] for c in orders.calls
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "language"),
+    [
+        ("how do I change my email on my account", "and my phone number?", "en"),
+        ("怎么改账户邮箱", "那手机号呢", "zh"),
+    ],
+)
+def test_an_elliptical_follow_up_asks_the_same_about_another_thing(
+    first: str, then: str, language: str
+) -> None:
+    chat = Chat(shop(), language=language)
+    assert chat.say(first, "edit_account", 0.99).template_id == "intent:edit_account"
+    d = chat.say(then, "out_of_scope", 0.81)
+    assert d.action == "answer" and d.template_id == "intent:edit_account"
