@@ -2229,7 +2229,14 @@ class _Policy:
         pick = followups.pick_choice(turn.text, p.choices, ids, turn.named_products())
         # "改那个还没付款的" when none of them is unpaid: asked again, with the list
         attempt = followups.ordinal(turn.text) is not None or followups.state_named(turn.text)
-        if not (isinstance(pick, OrderChoice) or attempt or _BARE_ORDER_ID.fullmatch(turn.text)):
+        # "ok go ahead" after the answer, to a list of one order: that one
+        agrees = len(p.choices) == 1 and followups.yes_or_no(turn.text) is True
+        if not (
+            isinstance(pick, OrderChoice)
+            or attempt
+            or agrees
+            or _BARE_ORDER_ID.fullmatch(turn.text)
+        ):
             return None
         s.pending = p
         return await self.continue_pending(p)

@@ -2925,3 +2925,14 @@ def test_an_elliptical_follow_up_asks_the_same_about_another_thing(
     assert chat.say(first, "edit_account", 0.99).template_id == "intent:edit_account"
     d = chat.say(then, "out_of_scope", 0.81)
     assert d.action == "answer" and d.template_id == "intent:edit_account"
+
+
+def test_yes_after_a_question_asked_instead_of_picking_from_a_list_of_one() -> None:
+    orders = FakeOrders([make_order("5520481139", "u2001", "paid", (MUG,), paid_hours_ago=2)])
+    faq = FakeFaq({"fee": ("faq-cancel-fee", "Free within 24 hours.")})
+    chat = Chat(orders, user_id="u2001", faq=faq)
+    assert chat.say("I need to cancel something", "cancel_order").action == "ask"
+    assert chat.say("wait, is there a fee?", "check_cancellation_fee", 0.9).action == "faq"
+    d = chat.say("ok go ahead", "out_of_scope", 0.51)
+    assert d.action == "ask" and chat.state.pending is not None
+    assert chat.state.pending.awaiting == "confirm" and chat.state.pending.order_id == "5520481139"
