@@ -860,6 +860,26 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
         "faq-order-confirmation",
     ),
     (
+        # "app一直闪退 打不开" (registration_problems 0.66) got the advice for a missing code
+        re.compile(
+            r"(?:app|软件|网站|页面|网页|客户端|应用)[^，,。.!?？]{0,10}(?:闪退|打不开|卡死|卡住|加载|崩|白屏|"
+            r"进不去)|闪退|\b(?:app|website|site|page)\b.{0,30}\b(?:crash\w*|won'?t (?:load|open)|"
+            r"(?:is )?not (?:loading|opening|working)|freez\w*|keeps? (?:spinning|loading))",
+            re.IGNORECASE,
+        ),
+        "faq-app-problems",
+    ),
+    (
+        # "订单X能改成次日达吗" (change_order 0.93) was told where to change size and colour
+        re.compile(
+            r"(?:改成|换成|升级(?:成|到|为)?|改为)(?:次日达|加急|特快|快一点的)|次日达|"
+            r"\b(?:upgrade|switch|change|move)\b.{0,30}\b(?:express|next[- ]day|overnight|faster "
+            r"(?:shipping|delivery))\b|\bexpedite",
+            re.IGNORECASE,
+        ),
+        "faq-express-delivery",
+    ),
+    (
         # "第二个有货吗" after suggestions got the delivery template (delivery_options 0.92)
         re.compile(
             r"有货|有没有货|还有货|现货|库存|缺货|断货|补货|到货|"
@@ -2186,18 +2206,23 @@ class _Policy:
         return isinstance(pick, OrderChoice)
 
     def interrupts_with_question(self, p: Pending) -> bool:
-        """A question that is no order request, asked instead of saying which order: answered,
-        and the order choice kept for the next turn."""
+        """A question that is no new order request, asked instead of saying which order, yes or
+        no, or the new address: answered, and the request kept for the next turn. A look-up
+        ("will that delay the delivery?" reads as tracking the order) is no new request while a
+        change of a known order waits."""
         turn = self.turn
+        new_request = turn.confident and turn.intent in ORDER_INTENTS
+        if p.awaiting != "order_choice" and turn.intent in LOOKUP_INTENTS:
+            new_request = False
         return (
-            p.awaiting in ("order_choice", "confirm")
+            p.awaiting in ("order_choice", "confirm", "address")
             and looks_like_question(turn.text)
-            and not (turn.confident and turn.intent in ORDER_INTENTS)
+            and not new_request
             and not turn.values("order_id")
         )
 
     def pause(self, p: Pending) -> None:
-        """Set the order choice aside for the next turn (``resume_paused``)."""
+        """Set the request aside for the next turn (``resume_paused``)."""
         s = self.state
         s.pending, s.paused, s.paused_turn = None, p, s.turn
 
@@ -2218,6 +2243,13 @@ class _Policy:
             and not _BARE_PICK.fullmatch(turn.text.strip())
         ):
             return None  # a new request, served as one
+        if p.awaiting == "address":
+            # "will that delay the delivery?" (answered), then the address: it was "Alright."
+            given = followups.parse_address(turn.text, self.lang) or followups.place_only(turn.text)
+            if not given:
+                return None
+            s.pending = p
+            return await self.continue_pending(p)
         if p.awaiting == "confirm":
             # "确认要取消吗？" → "取消要扣钱吗" (answered) → "好 那取消吧" listed every order
             said = followups.yes_or_no(turn.text)
@@ -2347,16 +2379,17 @@ class _Policy:
         )
 
     def with_confirmation_reminder(self, d: Decision) -> Decision:
-        """A question answered while a change waits for its yes or no: the answer says the
-        change still waits (kept for the next turn, ``resume_paused``)."""
+        """A question answered while a change waits for its yes or no, or for the new address:
+        the answer says the change still waits (kept for the next turn, ``resume_paused``)."""
         s, p = self.state, self.state.paused
-        if p is None or p.awaiting != "confirm" or s.paused_turn != s.turn:
+        if p is None or s.paused_turn != s.turn or d.action not in ("faq", "answer", "order"):
             return d
-        if d.action not in ("faq", "answer"):
-            return d
-        d.text += "\n" + tpl.render(
-            "confirm_still_open", self.lang, {"order_id": p.order_id}, s.rotation
+        template = {"confirm": "confirm_still_open", "address": "address_still_open"}.get(
+            p.awaiting
         )
+        if template is None:
+            return d
+        d.text += "\n" + tpl.render(template, self.lang, {"order_id": p.order_id}, s.rotation)
         return d
 
     async def faq_hit(self) -> FaqHit | None:

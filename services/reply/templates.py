@@ -588,6 +588,16 @@ TEMPLATES: dict[str, T] = {
             "The order system couldn't accept that address (it needs the street, city and postal code), so order {order_id} still has its old one. Please send the complete address.",
         ),
     },
+    "address_still_open": {
+        "zh": (
+            "订单{order_id}的新地址发给我，就可以继续帮您修改。",
+            "另外，订单{order_id}的地址还没改，把新地址发给我就行。",
+        ),
+        "en": (
+            "Send me the new address for order {order_id} whenever you're ready and I'll change it.",
+            "Order {order_id}'s address is not changed yet: just send me the new one.",
+        ),
+    },
     "confirm_still_open": {
         "zh": (
             "订单{order_id}的操作还等您确认：回复“确认”继续，或“不用了”保持不变。",

@@ -2936,3 +2936,35 @@ def test_yes_after_a_question_asked_instead_of_picking_from_a_list_of_one() -> N
     d = chat.say("ok go ahead", "out_of_scope", 0.51)
     assert d.action == "ask" and chat.state.pending is not None
     assert chat.state.pending.awaiting == "confirm" and chat.state.pending.order_id == "5520481139"
+
+
+def test_a_question_while_asked_for_the_address_keeps_the_change() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("change the delivery address of 7730192812", "change_shipping_address")
+    d = chat.say("wait, will that delay the delivery?", "delivery_period", 0.62)
+    assert "7730192812" in d.text and chat.state.paused is not None
+    d = chat.say("7 Elm Road, Leeds LS1 4AP", "out_of_scope", 0.72)
+    assert d.action == "ask" and d.template_id == "ask_address_confirm", d.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "entry", "language"),
+    [
+        ("订单7730192812能改成次日达吗", "change_order", "faq-express-delivery", "zh"),
+        (
+            "can I upgrade my order 7730192812 to express shipping?",
+            "change_order",
+            "faq-express-delivery",
+            "en",
+        ),
+        ("app一直闪退 打不开", "registration_problems", "faq-app-problems", "zh"),
+    ],
+)
+def test_topic_rules_of_session_19(text: str, intent: str, entry: str, language: str) -> None:
+    faq = FakeFaq(
+        {"次日达": (entry, "…"), "express": (entry, "…"), "闪退": (entry, "…")},
+        scores={"次日达": 0.9, "express": 0.9, "闪退": 0.9},
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, intent, 0.9)
+    assert d.action == "faq" and d.faq_id == entry, d.reason
