@@ -8,7 +8,8 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    to reach a person, unless the message also asks for one or sentiment escalates.
 2. Handoff triggers → ``handoff`` (reason):
    - intent contact_human_agent (confident) or an explicit "转人工" / "talk to a person" →
-     customer_request;
+     customer_request, unless the message asks when people are there ("几点有人工客服": the
+     service hours, rule 8);
    - dispute words (charged twice, chargeback, lawyer, 重复扣款, 投诉到消协, a hacked account,
      orders the customer did not place, "delivered" but never received ...) → dispute, after
      an apology; so does intent complaint (confident) unless the bot just asked a question (a
@@ -33,6 +34,12 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    pick is never handed to a person for a misread contact_human_agent), and so is an unsure
    question the FAQ answers ("对了 退货运费谁出啊"); thanks ends the request;
    "all of them" / "全部都查一下" answers every listed order for a look-up; "另外一个" asks again.
+   Asked to confirm a change or for the new address, a question ("取消要扣钱吗", "will that delay
+   the delivery?") is answered with a reminder that the change waits, and the next turn's yes /
+   no or address goes on with it. An address may come in two messages ("改到北京朝阳区" then
+   "建国路88号"); one without a city asks for the city; one the order system rejects
+   (INVALID_ARGUMENT) is asked for again. An acknowledgement ("k", "ok") or an item named
+   ("只退第一件") is no return reason.
 3a. The customer picks one of the options the previous turn's clarify offered ("第一个",
    "2", "退货退款") → that request, as if the model had read it.
 3b. Correction: within RECENT_ORDER_TURNS of an order request that offered or matched several
@@ -42,7 +49,13 @@ The rules, checked in this order (conversation scripts in tests/conversations re
    was served, "the other one" / "不对 是另一个" → the same request for the other (or the rest
    offered; after an order named by its id, the customer's orders), and "the one before that" /
    "上一个" → for the next older order of the list.
-   "sorry what?" / "没看懂" after an answer → ``answer`` repeating it. Right after "order X can
+   After an order was chosen by its state ("俺的快递咋还不到"), naming another order's product
+   ("就那个卫衣", read as place_order) is such a correction too. Right after "I can't find order
+   X", an id ("sorry wrong number, it's Y") → the same request for Y. Someone else's order
+   ("这是我朋友的订单") → ``answer`` saying only the account that placed it can see it.
+   "sorry what?" / "没看懂" after an answer → ``answer`` repeating it; "那怎么申请" / "how do I do
+   that?" right after an FAQ answer → that answer again; "and my phone number?" / "那手机号呢"
+   right after an informational answer → the same intent's answer. Right after "order X can
    still be changed under My Orders", a size / colour / quantity asked for ("I want a bigger
    size", "换大一码") → ``answer`` saying the customer changes those there; right after a
    shipped order's tracking, "能不能快点" / "can you speed it up" → ``answer``: the courier sets
