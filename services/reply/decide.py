@@ -1059,6 +1059,12 @@ def narrowed_by_status_words(choices: list[OrderChoice], text: str) -> list[Orde
     return fitting or choices
 
 
+# "what's the status of all my orders?" / "我所有订单的物流": every one, asked in the request
+_ALL_MY_ORDERS = re.compile(
+    r"\ball (?:of )?(?:my|the) (?:orders|parcels|packages|purchases)\b|\bevery order\b|"
+    r"所有(?:的)?(?:订单|快递|包裹)|全部(?:的)?(?:订单|快递|包裹)|(?:订单|快递|包裹)都",
+    re.IGNORECASE,
+)
 # "全部都查一下" / "all of them": every order of the list, for a look-up
 _ALL_OF_THEM = re.compile(
     r"全部|所有|都查|每个|\ball of them\b|\ball (?:my |the |of my )?orders\b|\bevery (?:one|order)\b|"
@@ -2520,18 +2526,18 @@ class _Policy:
                 return self.offer_orders(p.choices, "another one meant: asking again")
             if abandons(turn.text) or followups.yes_or_no(turn.text) is False:
                 return self.kept(p)
-            if pick is None and turn.confident and turn.intent in ("thanks", "goodbye"):
-                return None  # "好的 谢谢亲" was "couldn't match that"
             if (
                 pick is None
                 and p.intent in LOOKUP_INTENTS
                 and len(p.choices) > 1
                 and _ALL_OF_THEM.search(turn.text)
             ):
-                # "全部都查一下" was "couldn't match that"
+                # "全部都查一下" was "couldn't match that"; "all of them" (goodbye 0.54) "Goodbye"
                 ids = [c.order_id for c in p.choices][:MAX_ORDERS_PER_TURN]
                 self.state.pending = None
                 return await self.serve_each(p.intent, ids)
+            if pick is None and turn.confident and turn.intent in ("thanks", "goodbye"):
+                return None  # "好的 谢谢亲" was "couldn't match that"
             address = self.address_in_turn() if p.intent == "change_shipping_address" else None
             if address is not None:
                 p.address = address  # kept until the customer says which order
@@ -2858,6 +2864,10 @@ class _Policy:
             if named is not None:
                 served = await self.serve(intent, named.order_id)
                 return served
+            if intent in LOOKUP_INTENTS and len(choices) > 1 and _ALL_MY_ORDERS.search(turn.text):
+                # "what's the status of all my orders?" listed them to choose one
+                ids = [c.order_id for c in choices][:MAX_ORDERS_PER_TURN]
+                return await self.serve_each(intent, ids)
             s.pending = Pending(intent, "order_choice", choices=choices)
             if intent == "change_shipping_address":
                 s.pending.address = self.address_in_turn() or {}

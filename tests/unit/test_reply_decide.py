@@ -2968,3 +2968,17 @@ def test_topic_rules_of_session_19(text: str, intent: str, entry: str, language:
     )
     d = Chat(shop(), language=language, faq=faq).say(text, intent, 0.9)
     assert d.action == "faq" and d.faq_id == entry, d.reason
+
+
+def test_all_my_orders_are_answered_each() -> None:
+    orders = shop()
+    d = Chat(orders).say("what's the status of all my orders?", "track_order")
+    assert d.action == "order" and sum(1 for c in orders.calls if c[0] == "GetOrder") == 3
+
+
+def test_all_of_them_read_as_goodbye_still_picks_every_order() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("where is my order?", "track_order")
+    d = chat.say("all of them", "goodbye", 0.54)
+    assert d.action == "order" and sum(1 for c in orders.calls if c[0] == "GetOrder") == 3
