@@ -1530,16 +1530,17 @@ _QUESTION_BREAK = re.compile(
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-def question_clauses(text: str) -> list[str]:
+def question_clauses(text: str, beside_an_answer: bool = False) -> list[str]:
     """The questions a message asks, one per clause, when it asks more than one (a clause counts
-    with ≥ 4 Han characters or ≥ 3 words, so "亲" or "hi, what" do not); [] for one question."""
-    clauses: list[str] = []
-    for part in _QUESTION_BREAK.split(text):
-        part = (part or "").strip(" ,，、.。~～")
-        big_enough = len(_CJK.findall(part)) >= 4 or len(_WORD.findall(part)) >= 3
-        if big_enough and looks_like_question(part):
-            clauses.append(part)
-    return clauses if len(clauses) > 1 else []
+    with ≥ 4 Han characters or ≥ 3 words, so "亲" or "hi, what" do not); [] for one question.
+    ``beside_an_answer``: also one question after or before another clause ("the second one, and
+    do you ship abroad?" answers a which-question and asks one)."""
+    parts = [(part or "").strip(" ,，、.。~～") for part in _QUESTION_BREAK.split(text)]
+    parts = [p for p in parts if len(_CJK.findall(p)) >= 4 or len(_LATIN_WORD.findall(p)) >= 3]
+    clauses = [p for p in parts if looks_like_question(p)]
+    if len(clauses) > 1 or (beside_an_answer and clauses and len(parts) > 1):
+        return clauses
+    return []
 
 
 def recommendation_text(r: Recommended, language: str) -> str:
@@ -1592,6 +1593,7 @@ class _Policy:
         if state.language and turn.language_confidence < SURE_LANGUAGE:
             self.lang = state.language
         self.understood = True  # False when this turn counts as a low-confidence one
+        self.answered_pending = False  # True when the message answered the bot's question
         # a new address given before the order was chosen ("改地址，改成…" then "第二个")
         self.given_address: dict[str, str] = {}
         # the return reason stated before the bot asked which order ("you sent me the wrong item")
@@ -1722,6 +1724,7 @@ class _Policy:
             s.paused = None
             decision = await self.continue_pending(s.pending)
             if decision is not None:
+                self.answered_pending = True
                 return await self.then_next_request(decision)
             if self.interrupts_with_question(s.pending):
                 self.pause(s.pending)
@@ -2352,7 +2355,8 @@ class _Policy:
         looked_up = d.action == "order" and self.state.pending is None
         if d.action != "faq" and not replaceable and not looked_up:
             return d
-        clauses = question_clauses(self.turn.text)[:MAX_QUESTIONS_PER_TURN]
+        clauses = question_clauses(self.turn.text, looked_up and self.answered_pending)
+        clauses = clauses[:MAX_QUESTIONS_PER_TURN]
         if not clauses:
             return d
         if looked_up:  # the clauses about the customer's own order are what was answered

@@ -2982,3 +2982,12 @@ def test_all_of_them_read_as_goodbye_still_picks_every_order() -> None:
     chat.say("where is my order?", "track_order")
     d = chat.say("all of them", "goodbye", 0.54)
     assert d.action == "order" and sum(1 for c in orders.calls if c[0] == "GetOrder") == 3
+
+
+def test_a_pick_and_a_question_in_one_message_get_both_answers() -> None:
+    faq = FakeFaq({"abroad": ("faq-international-shipping", "Some items ship abroad.")})
+    chat = Chat(shop(), faq=faq)
+    chat.say("where is my order?", "track_order")
+    d = chat.say("the second one, and do you ship abroad?", "track_order", 0.7)
+    assert d.action == "order" and d.order_call is not None
+    assert d.order_call.order_id == "7730192812" and d.text.endswith("Some items ship abroad.")
