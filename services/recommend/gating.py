@@ -56,7 +56,10 @@ ASKS_FOR_SUGGESTIONS = re.compile(
     r"|\brecommend(?!ed\b)|\brecommendations?\b|\bsuggest(ions?)?\s+(a|an|some|me|any|for)\b"
     r"|\bany\s+suggestions?\b|\bwhat\s+should\s+i\s+(buy|get|order)\b"
     r"|\b(?:you'?d|you\s+would|you\s+could|can\s+you|could\s+you)\s+suggest\b|^\s*any\s+good\s+\w+"
-    r"|\bwhich\s+(one|\w+)\s+should\s+i\s+(buy|get)\b|\bgift\s+ideas?\b",
+    r"|\bwhich\s+(one|\w+)\s+should\s+i\s+(buy|get)\b|\bgift\s+ideas?\b"
+    # "need a birthday gift for my dad, ideas?" was "I can't help with that one"
+    r"|\b(?:gift|present)\b.{0,40}\b(?:ideas?|suggestions?)\b|\bbirthday (?:gift|present)\b"
+    r"|\bwhat (?:should|could|can) i (?:get|buy|give)\b",
     re.IGNORECASE,
 )
 

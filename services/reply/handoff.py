@@ -47,7 +47,10 @@ _DISPUTE_EN = re.compile(
     # a parcel stolen, lost by the courier, or someone else's delivered: a case for a person
     r"(package|parcel|delivery|order|box) (was |got |has been )?(stolen|taken|lost)|"
     r"(stole|took) my (package|parcel|delivery)|lost my (package|parcel)|"
-    r"(received|got|delivered) (someone|somebody) else'?s (package|parcel|order|box|delivery))\b",
+    r"(received|got|delivered) (someone|somebody) else'?s (package|parcel|order|box|delivery)|"
+    # compensation is decided by a person ("a week late, I want compensation" was told the order
+    # could not be returned yet)
+    r"compensat(e|ed|ion)|reimburse(ment)?)\b",
     re.IGNORECASE,
 )
 _DISPUTE_ZH = re.compile(
@@ -57,7 +60,7 @@ _DISPUTE_ZH = re.compile(
     r"我没下过|我没买过这|莫名其妙多了|"
     r"(?:显示|已经|写着)?已?签收.{0,8}(?:没|未)(?:有)?收到|签收了.{0,8}(?:没|未)(?:有)?收到|"
     r"(?:包裹|快递|东西|货)(?:被人?|让人)(?:偷|拿走|顺走)|(?:包裹|快递)(?:丢了|弄丢|丢件)|丢件|"
-    r"收到(?:了)?别人的(?:包裹|快递|货|东西)"
+    r"收到(?:了)?别人的(?:包裹|快递|货|东西)|赔偿|赔钱|补偿(?!券|金额度)|(?:你们|要|得)赔"
 )
 # How many negative turns in a row mean the conversation is not getting better.
 NEGATIVE_TURNS_FOR_HANDOFF = 3

@@ -283,3 +283,8 @@ def test_a_budget_alone_is_a_brief_follow_up() -> None:
     assert names_a_budget_briefly("under 100 please")
     assert not names_a_budget_briefly("订单7730192846两百以内能退吗")
     assert not names_a_budget_briefly("便宜一点的")
+
+
+def test_gift_ideas_are_a_request_for_suggestions() -> None:
+    assert asks_for_suggestions("need a birthday gift for my dad, ideas?")
+    assert not asks_for_suggestions("I got a gift for my friend, where is it")

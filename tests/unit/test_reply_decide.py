@@ -2991,3 +2991,12 @@ def test_a_pick_and_a_question_in_one_message_get_both_answers() -> None:
     d = chat.say("the second one, and do you ship abroad?", "track_order", 0.7)
     assert d.action == "order" and d.order_call is not None
     assert d.order_call.order_id == "7730192812" and d.text.endswith("Some items ship abroad.")
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("my order 7730192846 is a week late, I want compensation", "en"), ("那你们赔吗", "zh")],
+)
+def test_compensation_is_for_a_person(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "get_refund", 0.4)
+    assert d.action == "handoff" and d.handoff_reason == "dispute"
