@@ -1187,6 +1187,9 @@ def wrong_length_order_number(turn: Turn) -> str:
     return ""
 
 
+_PRICE_ASKED = re.compile(
+    r"多少钱|价格|价钱|几块|多少米|\bhow much\b|\bprice\b|\bcost\b", re.IGNORECASE
+)
 # "and my phone number?" / "那手机号呢": the question before, about another thing
 _ELLIPTICAL = re.compile(
     r"(?:and|what about|how about|also|same for)\s+(?:the |my |your )?[\w' -]{1,30}\?*|"
@@ -1660,6 +1663,10 @@ class _Policy:
         ]
         if not items:
             return self.say("answer", "asked for suggestions, none to give", "no_suggestions")
+        self.state.suggested = [
+            recommendation_text(replace(r, reason=""), self.lang)
+            for r in self.turn.recommendations[:MAX_RECOMMENDATIONS]
+        ]
         return self.say("answer", "asked for suggestions", "suggestions", items=numbered(items))
 
     def handoff(self, reason: str, why: str) -> Decision:
@@ -1928,6 +1935,19 @@ class _Policy:
             # "那怎么申请" right after the price-protection answer (which says how) was "I can't
             # help with that one"
             return self.say_again("asked how, right after an FAQ answer that says how")
+        if (
+            s.last_template_id == "suggestions"
+            and s.history
+            and s.history[-1].turn == s.turn - 1
+            and _PRICE_ASKED.search(text)
+            and (n := followups.ordinal(text)) is not None
+            and 0 < abs(n) <= len(s.suggested)
+        ):
+            # "第一个多少钱" right after the suggestions got the delivery template
+            item = s.suggested[n - 1 if n > 0 else n]
+            return self.say(
+                "answer", "the price of a suggested product", "suggested_price", item=item
+            )
         if (
             _ELLIPTICAL.fullmatch(text)
             and (turn.out_of_scope or not turn.confident)

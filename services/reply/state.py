@@ -135,6 +135,8 @@ class DialogueState:
     last_template_id: str = ""
     last_reply_text: str = ""
     history: list[PastTurn] = field(default_factory=list)
+    # the products the last suggestions listed (name and price), so "第一个多少钱" can be answered
+    suggested: list[str] = field(default_factory=list)
     # the language when loaded (not stored): save records the customer's language on a change
     loaded_language: str = field(default="", repr=False, compare=False)
 
@@ -175,6 +177,7 @@ class DialogueState:
             handoff=Handoff(**_known(Handoff, doc.get("handoff") or {})),
             rotation={str(k): int(v) for k, v in (doc.get("rotation") or {}).items()},
             last_template_id=doc.get("last_template_id", ""),
+            suggested=[str(x) for x in doc.get("suggested", [])],
             last_reply_text=doc.get("last_reply_text", ""),
             history=[PastTurn(**_known(PastTurn, h)) for h in doc.get("history", [])],
             loaded_language=doc.get("language", ""),

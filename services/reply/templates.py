@@ -588,6 +588,16 @@ TEMPLATES: dict[str, T] = {
             "The order system couldn't accept that address (it needs the street, city and postal code), so order {order_id} still has its old one. Please send the complete address.",
         ),
     },
+    "suggested_price": {
+        "zh": (
+            "这一款是：{item}（以商品页的实时价格为准）。",
+            "您问的是{item}，具体以商品页显示的价格为准。",
+        ),
+        "en": (
+            "That one is {item} (the product page shows the current price).",
+            "It's {item}; the price on the product page is the one that counts.",
+        ),
+    },
     "address_still_open": {
         "zh": (
             "订单{order_id}的新地址发给我，就可以继续帮您修改。",

@@ -3000,3 +3000,19 @@ def test_a_pick_and_a_question_in_one_message_get_both_answers() -> None:
 def test_compensation_is_for_a_person(text: str, language: str) -> None:
     d = Chat(shop(), language=language).say(text, "get_refund", 0.4)
     assert d.action == "handoff" and d.handoff_reason == "dispute"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("第二个多少钱", "zh"), ("how much is the 2nd one?", "en")]
+)
+def test_the_price_of_a_suggested_product(text: str, language: str) -> None:
+    chat = Chat(shop(), language=language)
+    offers = (
+        Recommended("降噪耳机", "热销", 19900, "CNY"),
+        Recommended("陶瓷马克杯", "热销", 3500, "CNY"),
+    )
+    first = chat.say("有什么推荐的吗", "out_of_scope", 0.9, recommendations=offers, requested=True)
+    assert first.template_id == "suggestions"
+    d = chat.say(text, "delivery_options", 0.52)
+    assert d.action == "answer" and d.template_id == "suggested_price"
+    assert "陶瓷马克杯" in d.text and "35" in d.text

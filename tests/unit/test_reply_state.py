@@ -21,6 +21,7 @@ def test_state_document_round_trip_with_pending_choices() -> None:
     )
     state.paused = Pending("change_shipping_address", "order_choice", choices=[OrderChoice("1")])
     state.paused_turn = 2
+    state.suggested = ["降噪耳机 ¥199.00"]
     state.handoff = Handoff(active=True, reason="dispute")
     for n in range(10):
         state.remember(PastTurn(n, f"text {n}", "track_order", "ask", "neutral"))
