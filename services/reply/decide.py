@@ -1187,6 +1187,8 @@ def wrong_length_order_number(turn: Turn) -> str:
     return ""
 
 
+# Answers after which the customer's money is on its way back for that order
+_MONEY_COMING_BACK = frozenset({"cancelled", "return_created"})
 _PRICE_ASKED = re.compile(
     r"多少钱|价格|价钱|几块|多少米|\bhow much\b|\bprice\b|\bcost\b", re.IGNORECASE
 )
@@ -2025,6 +2027,16 @@ class _Policy:
             if turn.intent in ORDER_INTENTS and not order_ids
             else ""
         )
+        if (
+            not recent
+            and not order_ids
+            and turn.intent == "track_refund"
+            and s.last_template_id in _MONEY_COMING_BACK
+            and s.last_order_turn == s.turn - 1
+        ):
+            # "how long for the refund?" right after a cancellation got the FAQ's "after the
+            # warehouse receives your return": that order's refund is meant
+            recent = s.last_order_id
         # an order id, or "it" right after an order was looked up, says the message is about an
         # order: a hesitant order intent is acted on ("and what about the refund for it?" 0.45)
         hinted = (

@@ -3016,3 +3016,15 @@ def test_the_price_of_a_suggested_product(text: str, language: str) -> None:
     d = chat.say(text, "delivery_options", 0.52)
     assert d.action == "answer" and d.template_id == "suggested_price"
     assert "陶瓷马克杯" in d.text and "35" in d.text
+
+
+def test_the_refund_asked_right_after_a_cancellation_is_that_orders() -> None:
+    orders = shop()
+    chat = Chat(orders)
+    chat.say("cancel order 7730192812", "cancel_order")
+    assert chat.say("yes", "out_of_scope", 0.6).template_id == "cancelled"
+    faq = FakeFaq({"refund": ("faq-refund-time", "After the warehouse receives your return.")})
+    chat.faq = faq
+    d = chat.say("how long for the refund?", "track_refund", 0.66)
+    assert d.action == "order" and d.order_call is not None
+    assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192812")
