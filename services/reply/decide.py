@@ -873,6 +873,16 @@ _FAQ_TOPIC_ENTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
         "faq-order-confirmation",
     ),
     (
+        # "退货地址发我一下" (get_refund 0.52) right after a return was filed tried to file it again
+        re.compile(
+            r"退货地址|寄回(?:的)?地址|退回(?:的)?地址|寄到哪|寄回哪|退到哪个地址|"
+            r"\breturn(?:s)? address\b|\bwhere (?:do|should|can) i (?:send|ship|post|mail) (?:it|them|the \w+)"
+            r" back\b|\baddress (?:to|for) (?:send|ship|return)",
+            re.IGNORECASE,
+        ),
+        "faq-return-how",
+    ),
+    (
         # "app一直闪退 打不开" (registration_problems 0.66) got the advice for a missing code
         re.compile(
             r"(?:app|软件|网站|页面|网页|客户端|应用)[^，,。.!?？]{0,10}(?:闪退|打不开|卡死|卡住|加载|崩|白屏|"

@@ -3028,3 +3028,18 @@ def test_the_refund_asked_right_after_a_cancellation_is_that_orders() -> None:
     d = chat.say("how long for the refund?", "track_refund", 0.66)
     assert d.action == "order" and d.order_call is not None
     assert (d.order_call.rpc, d.order_call.order_id) == ("GetRefundStatus", "7730192812")
+
+
+@pytest.mark.parametrize(
+    ("text", "language"), [("退货地址发我一下", "zh"), ("what's the return address", "en")]
+)
+def test_the_return_address_asked_gets_how_to_return(text: str, language: str) -> None:
+    faq = FakeFaq(
+        {
+            "退货地址": ("faq-return-how", "按页面提供的退货地址寄回。"),
+            "return address": ("faq-return-how", "Use the address shown after approval."),
+        },
+        scores={"退货地址": 0.951, "return address": 0.926},
+    )
+    d = Chat(shop(), language=language, faq=faq).say(text, "get_refund", 0.52)
+    assert d.action == "faq" and d.faq_id == "faq-return-how"
