@@ -629,7 +629,11 @@ _CLOSING = re.compile(
 _FILLER = re.compile(
     r"(?:那个|这个|嗯+|呃+|额+|哎|诶|我想问下|我想问一下|想问一下|问一下|问下|请问一下|我想咨询一下|"
     r"咨询一下|我有个问题|有个问题|我想问个问题|um+|uh+|hm+|so+|well|quick question|i have a question|"
-    r"can i ask (?:you )?(?:something|a question))[\s,，。.!！~～…]*",
+    r"can i ask (?:you )?(?:something|a question)|"
+    # "能帮我个忙吗" (out of scope 0.73) was "I can't help with that one"
+    r"(?:你|您)?(?:能|可以)(?:帮|帮帮)我(?:个忙|一下|吗)?吗?|帮(?:我)?个忙(?:吗|呗)?|求助|在线等|"
+    r"(?:can|could) (?:you|u|someone) help(?: me)?(?: please| pls)?|help(?: me)?(?: please| pls)?|"
+    r"i need (?:some )?help)[\s,，。.!！?？~～…]*",
     re.IGNORECASE,
 )
 # Words that say why an item goes back: with them the request itself is the reason

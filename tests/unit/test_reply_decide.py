@@ -3043,3 +3043,9 @@ def test_the_return_address_asked_gets_how_to_return(text: str, language: str) -
     )
     d = Chat(shop(), language=language, faq=faq).say(text, "get_refund", 0.52)
     assert d.action == "faq" and d.faq_id == "faq-return-how"
+
+
+@pytest.mark.parametrize(("text", "language"), [("能帮我个忙吗", "zh"), ("I need help", "en")])
+def test_asking_for_help_alone_is_invited_to_say_what(text: str, language: str) -> None:
+    d = Chat(shop(), language=language).say(text, "out_of_scope", 0.73)
+    assert d.action == "answer" and d.template_id == "nudge"
